@@ -1,0 +1,215 @@
+"""SQL shared by the SQLite and PostgreSQL persistence implementations.
+
+Statements are written once with ``?`` placeholders; the PostgreSQL driver rewrites them to ``%s``.
+Every value reaches the database as a bound parameter — nothing is formatted into SQL text.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from connectors.backend.persistence import LogRow, Persistence, SnapshotRow, WriteSession
+
+# Field paths use \x00 / \x01 as separators in memory; PostgreSQL text cannot hold NUL, so they are
+# stored as \x1e / \x1f (field names are printable ASCII, so neither can collide).
+_PATH_TO_DB = str.maketrans({"\x00": "\x1e", "\x01": "\x1f"})
+_PATH_FROM_DB = str.maketrans({"\x1e": "\x00", "\x1f": "\x01"})
+
+
+def path_to_db(path: str) -> str:
+    return path.translate(_PATH_TO_DB)
+
+
+def path_from_db(path: str) -> str:
+    return path.translate(_PATH_FROM_DB)
+
+
+INSERT_REVISION = "INSERT INTO revisions (tablet, id, ts, deleted, flags, body) VALUES (?, ?, ?, ?, ?, ?)"
+SUPERSEDE = "UPDATE revisions SET next_ts = ? WHERE tablet = ? AND id = ? AND ts = ?"
+LATEST = (
+    "SELECT ts, deleted, flags, body FROM revisions WHERE tablet = ? AND id = ? ORDER BY ts DESC LIMIT 1"
+)
+LATEST_LIVE_PAGE = (
+    "SELECT id, ts, flags, body FROM revisions WHERE tablet = ? AND id > ? AND next_ts IS NULL"
+    " AND deleted = 0 ORDER BY id LIMIT ?"
+)
+SNAPSHOT_PAGE = (
+    "SELECT id, ts, flags, body FROM revisions WHERE tablet = ? AND id > ? AND ts <= ?"
+    " AND (next_ts IS NULL OR next_ts > ?) AND deleted = 0 ORDER BY id LIMIT ?"
+)
+REVISION_AT = (
+    "SELECT ts, flags, body FROM revisions WHERE tablet = ? AND id = ? AND ts <= ?"
+    " AND (next_ts IS NULL OR next_ts > ?) AND deleted = 0"
+)
+LOG_PAGE = (
+    "SELECT ts, tablet, id, deleted, flags, body FROM revisions WHERE ts > ? AND ts <= ?"
+    " ORDER BY ts, tablet, id LIMIT ?"
+)
+LOG_REST_OF_TS = (
+    "SELECT ts, tablet, id, deleted, flags, body FROM revisions WHERE ts = ?"
+    " AND (tablet > ? OR (tablet = ? AND id > ?)) ORDER BY tablet, id"
+)
+ADD_INDEX_ENTRY = "INSERT INTO index_entries (index_id, key, id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+REMOVE_INDEX_ENTRY = "DELETE FROM index_entries WHERE index_id = ? AND key = ? AND id = ?"
+INDEX_RANGE = (
+    "SELECT key, id FROM index_entries WHERE index_id = ? AND key >= ? AND key < ? ORDER BY key, id LIMIT ?"
+)
+INDEX_RANGE_OPEN = (
+    "SELECT key, id FROM index_entries WHERE index_id = ? AND key >= ? ORDER BY key, id LIMIT ?"
+)
+ADD_SHAPE_COUNT = (
+    "INSERT INTO shape_counts (tablet, path, tag, n) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (tablet, path, tag) DO UPDATE SET n = shape_counts.n + excluded.n"
+)
+
+
+class SqlWriteSession(WriteSession):
+    """Write operations on a DB-API cursor; the owning persistence handles BEGIN/COMMIT."""
+
+    def __init__(self, cursor: Any, convert: Any) -> None:
+        self._cur = cursor
+        self._sql = convert  # placeholder conversion for the dialect
+
+    def insert_revisions(self, rows: Sequence[tuple]) -> None:
+        if rows:
+            self._cur.executemany(self._sql(INSERT_REVISION), rows)
+
+    def supersede(self, rows: Sequence[tuple[int, int, bytes, int]]) -> None:
+        if rows:
+            self._cur.executemany(self._sql(SUPERSEDE), rows)
+
+    def latest(self, tablet: int, doc_id: bytes) -> tuple[int, int, int, bytes | None] | None:
+        self._cur.execute(self._sql(LATEST), (tablet, doc_id))
+        row = self._cur.fetchone()
+        return None if row is None else (row[0], row[1], row[2], _as_bytes(row[3]))
+
+    def latest_live_page(self, tablet: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
+        self._cur.execute(self._sql(LATEST_LIVE_PAGE), (tablet, after_id, limit))
+        return [(_as_bytes(r[0]), r[1], r[2], _as_bytes(r[3])) for r in self._cur.fetchall()]
+
+    def add_index_entries(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        if rows:
+            self._cur.executemany(self._sql(ADD_INDEX_ENTRY), rows)
+
+    def remove_index_entries(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        if rows:
+            self._cur.executemany(self._sql(REMOVE_INDEX_ENTRY), rows)
+
+    def index_range(
+        self, index_id: int, lower: bytes, upper: bytes | None, limit: int
+    ) -> list[tuple[bytes, bytes]]:
+        if upper is None:
+            self._cur.execute(self._sql(INDEX_RANGE_OPEN), (index_id, lower, limit))
+        else:
+            self._cur.execute(self._sql(INDEX_RANGE), (index_id, lower, upper, limit))
+        return [(_as_bytes(k), _as_bytes(i)) for k, i in self._cur.fetchall()]
+
+    def clear_index(self, index_id: int) -> None:
+        self._cur.execute(self._sql("DELETE FROM index_entries WHERE index_id = ?"), (index_id,))
+
+    def add_shape_counts(self, tablet: int, deltas: Iterable[tuple[str, str, int]]) -> None:
+        rows = [(tablet, path_to_db(p), t, n) for p, t, n in deltas if n]
+        if rows:
+            self._cur.executemany(self._sql(ADD_SHAPE_COUNT), rows)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self._cur.execute(self._sql(sql), tuple(params))
+        if self._cur.description is None:
+            return []
+        return self._cur.fetchall()
+
+
+def _as_bytes(value: Any) -> Any:
+    # psycopg returns bytea as bytes already; sqlite3 returns bytes for BLOB. memoryview only
+    # appears with some adapters, so normalise defensively.
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+class SqlPersistence(Persistence):
+    """Reader-side queries shared by both dialects; subclasses provide connections."""
+
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    @abc.abstractmethod
+    def _reader(self) -> contextlib.AbstractContextManager[Any]:
+        """A cursor on a reader connection (one per thread for SQLite, pooled for PostgreSQL)."""
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._reader() as cur:
+            cur.execute(self._sql(sql), tuple(params))
+            return cur.fetchall()
+
+    def snapshot_page(
+        self, tablet: int, snapshot_ts: int, after_id: bytes, limit: int
+    ) -> list[SnapshotRow]:
+        with self._reader() as cur:
+            cur.execute(self._sql(SNAPSHOT_PAGE), (tablet, after_id, snapshot_ts, snapshot_ts, limit))
+            return cur.fetchall()
+
+    def log_page(self, after_ts: int, up_to_ts: int, limit: int) -> list[LogRow]:
+        with self._reader() as cur:
+            cur.execute(self._sql(LOG_PAGE), (after_ts, up_to_ts, limit))
+            return cur.fetchall()
+
+    def log_rest_of_ts(self, ts: int, after_tablet: int, after_id: bytes) -> list[LogRow]:
+        with self._reader() as cur:
+            cur.execute(self._sql(LOG_REST_OF_TS), (ts, after_tablet, after_tablet, after_id))
+            return cur.fetchall()
+
+    def revision_at(self, tablet: int, doc_id: bytes, snapshot_ts: int) -> tuple[int, int, bytes] | None:
+        with self._reader() as cur:
+            cur.execute(self._sql(REVISION_AT), (tablet, doc_id, snapshot_ts, snapshot_ts))
+            row = cur.fetchone()
+            return None if row is None else (row[0], row[1], _as_bytes(row[2]))
+
+    def prune(self, cutoff_ts: int, batch: int) -> int:
+        """Two passes, each bounded by ``batch``: superseded revisions, then old tombstones (whose
+        older revisions were superseded by them and so are gone with the first pass)."""
+        deleted = 0
+        with self.write_transaction() as session:
+            rows = session.execute(
+                "SELECT tablet, id, ts FROM revisions WHERE next_ts IS NOT NULL AND next_ts < ? LIMIT ?",
+                (cutoff_ts, batch),
+            )
+            self._delete_revisions(session, rows)
+            deleted += len(rows)
+            tomb = session.execute(
+                "SELECT tablet, id, ts FROM revisions WHERE deleted = 1 AND ts < ? LIMIT ?",
+                (cutoff_ts, batch),
+            )
+            # A tombstone can go only once nothing older of that document is left.
+            tomb = [
+                r
+                for r in tomb
+                if not session.execute(
+                    "SELECT 1 FROM revisions WHERE tablet = ? AND id = ? AND ts < ? LIMIT 1", r
+                )
+            ]
+            self._delete_revisions(session, tomb)
+            deleted += len(tomb)
+        return deleted
+
+    def _delete_revisions(self, session: WriteSession, rows: list[tuple]) -> None:
+        for row in rows:
+            session.execute("DELETE FROM revisions WHERE tablet = ? AND id = ? AND ts = ?", row)
+
+    def drop_tablet_rows(self, tablet: int, batch: int) -> int:
+        with self.write_transaction() as session:
+            rows = session.execute(
+                "SELECT tablet, id, ts FROM revisions WHERE tablet = ? LIMIT ?", (tablet, batch)
+            )
+            self._delete_revisions(session, rows)
+            return len(rows)
+
+
+@contextlib.contextmanager
+def closing_cursor(conn: Any) -> Iterator[Any]:
+    cur = conn.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()

@@ -1,0 +1,122 @@
+"""Shared fixtures: deployments on real SQLite and PostgreSQL, isolated per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from connectors.backend.engine import Deployment, DeploymentConfig
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pg_url() -> str:
+    return os.environ.get("CONVEX_TEST_PG_URL", DEFAULT_PG_URL)
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(pg_url(), connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+_PG_OK: bool | None = None
+
+
+def require_pg() -> str:
+    global _PG_OK
+    if _PG_OK is None:
+        _PG_OK = _pg_available()
+    if not _PG_OK:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at CONVEX_TEST_PG_URL ({pg_url()!r})")
+        pytest.skip("PostgreSQL not reachable; run scripts/test.sh to start one")
+    return pg_url()
+
+
+class DeploymentFactory:
+    """Opens deployments on one backend; each test gets its own data dir or PostgreSQL schema."""
+
+    def __init__(self, kind: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.kind = kind
+        self._tmp = tmp_path_factory
+        self.location: str | None = None
+        self._opened: list[Deployment] = []
+        self._schemas: list[str] = []
+
+    def new_location(self) -> str:
+        if self.kind == "sqlite":
+            self.location = str(self._tmp.mktemp("deployment"))
+        else:
+            self.location = "t_" + uuid.uuid4().hex[:16]
+            self._schemas.append(self.location)
+        return self.location
+
+    def open(self, config: DeploymentConfig | None = None, location: str | None = None) -> Deployment:
+        location = location or self.location or self.new_location()
+        config = config or DeploymentConfig(background=False)
+        if self.kind == "sqlite":
+            dep = Deployment.open(data_dir=location, config=config)
+        else:
+            dep = Deployment.open(db_url=require_pg(), pg_schema=location, config=config)
+        self._opened.append(dep)
+        return dep
+
+    def close_all(self) -> None:
+        for dep in self._opened:
+            dep.close()
+        if self._schemas:
+            with psycopg.connect(pg_url(), autocommit=True) as conn:
+                for schema in self._schemas:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        require_pg()
+    return request.param
+
+
+@pytest.fixture
+def deployment_factory(
+    backend_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeploymentFactory]:
+    factory = DeploymentFactory(backend_kind, tmp_path_factory)
+    try:
+        yield factory
+    finally:
+        factory.close_all()
+
+
+@pytest.fixture
+def deployment(deployment_factory: DeploymentFactory) -> Deployment:
+    return deployment_factory.open()
+
+
+class FakeClock:
+    """A controllable nanosecond clock for retention tests."""
+
+    def __init__(self, start_ns: int = 1_750_000_000_000_000_000) -> None:
+        self.now = start_ns
+
+    def __call__(self) -> int:
+        self.now += 1_000  # time always moves forward a little
+        return self.now
+
+    def advance(self, ns: int) -> None:
+        self.now += ns
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+ConfigFactory = Callable[..., DeploymentConfig]
