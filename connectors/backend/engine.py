@@ -470,6 +470,23 @@ class Deployment:
         self._schema_cache = (raw, schema)
         return schema
 
+    # -- deployment metadata ------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A deployment-level setting (e.g. the instance secret); keys starting with ``user.`` are free
+        for callers, the rest are reserved by the engine."""
+        rows = self.persistence.read("SELECT value FROM globals WHERE key = ?", (f"meta.{key}",))
+        return rows[0][0] if rows else None
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` unless the key is set; returns the stored value (first writer wins)."""
+        with self._tx_lock, self.persistence.write_transaction() as s:
+            rows = s.execute("SELECT value FROM globals WHERE key = ?", (f"meta.{key}",))
+            if rows:
+                return rows[0][0]
+            s.execute("INSERT INTO globals (key, value) VALUES (?, ?)", (f"meta.{key}", value))
+            return value
+
     # -- snapshot reads -----------------------------------------------------------------------------
 
     def snapshot_rows(self, table: TableInfo, snapshot_ts: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
