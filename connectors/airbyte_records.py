@@ -1,0 +1,77 @@
+"""Airbyte record conversion (``shared/spec/streaming-import.md`` §5). Pure functions, no I/O.
+
+A record's ``data`` (parsed JSON) becomes a Convex object: every key at every depth goes through
+``ValidIdentifier<FieldName>``, every JSON number becomes a Float64, and top-level CDC fields decide
+whether the record is a delete and are then dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from connectors.errors import PlainError
+from connectors.identifiers import IDENTIFIER_PREFIX, valid_identifier_field
+from connectors.values import Value
+
+DUPLICATE_FIELD_LIMIT: Final = 3
+CDC_DELETED_FIELD: Final = IDENTIFIER_PREFIX + "ab_cdc_deleted_at"
+CDC_PREFIX: Final = IDENTIFIER_PREFIX + "ab_cdc"
+
+
+def _convert_value(v: Any) -> Value:
+    t = type(v)
+    if t is str or t is bool or v is None or t is float:
+        return v  # type: ignore[no-any-return]
+    if t is int:
+        # Every JSON number is a Float64 (no Int64 path), so large integers lose precision like f64.
+        try:
+            return float(v)
+        except OverflowError:
+            raise PlainError("A number in the record is too large for a Float64") from None
+    if t is dict:
+        return _convert_object(v)
+    if t is list:
+        return [_convert_value(x) for x in v]
+    raise PlainError(f"Unsupported JSON value of type {t.__name__} in the record")
+
+
+def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
+    renamed: dict[str, str] | None = None
+    for k in d:
+        new = valid_identifier_field(k)
+        if new != k:
+            if renamed is None:
+                renamed = {}
+            renamed[k] = new
+    if renamed is None:  # common case: every key is already valid
+        return {k: _convert_value(v) for k, v in d.items()}
+
+    # Collision rule. Upstream only checks renamed keys against the original keys; we also check them
+    # against keys earlier renamed keys took (streaming-import.md §13.5), in sorted order of the original
+    # keys so the result does not depend on the sender's key order.
+    taken: set[str] = set()
+    for k in sorted(renamed):
+        candidate = renamed[k]
+        for _ in range(DUPLICATE_FIELD_LIMIT):
+            if candidate not in d and candidate not in taken:
+                break
+            candidate = IDENTIFIER_PREFIX + candidate
+        else:
+            raise PlainError(f"Too many duplicate field names found for modified field {candidate}")
+        taken.add(candidate)
+        renamed[k] = candidate
+    return {renamed.get(k, k): _convert_value(v) for k, v in d.items()}
+
+
+def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
+    """Convert one Airbyte ``data`` object; return ``(object, deleted)``.
+
+    Deleted iff the renamed top-level ``source_ab_cdc_deleted_at`` is present and not null; every
+    top-level ``source_ab_cdc*`` field is then removed."""
+    if type(data) is not dict:
+        raise PlainError(f"Airbyte record data must be a JSON object, not {type(data).__name__}")
+    obj = _convert_object(data)
+    deleted = obj.get(CDC_DELETED_FIELD) is not None
+    if any(k.startswith(CDC_PREFIX) for k in obj):
+        obj = {k: v for k, v in obj.items() if not k.startswith(CDC_PREFIX)}
+    return obj, deleted
