@@ -17,11 +17,10 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -124,21 +123,38 @@ class IndexInfo:
         return self.state == "ready"
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
-    """A document as stored: ``body`` is its export_json bytes (see ``values``); decode on demand."""
+class Document(NamedTuple):
+    """A document as stored: ``body`` is its export_json bytes (see ``values``); decode on demand.
+    A tuple so that listing millions of documents costs little more than reading the rows."""
 
-    id: str
+    internal_id: bytes
     ts: int
     flags: int
     body: bytes
+    table_number: int
+
+    @property
+    def id(self) -> str:
+        return ids.encode_id(self.table_number, self.internal_id)
 
     def value(self) -> dict[str, Any]:
         return values.decode_document(self.body, self.flags)
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class SnapshotPage:
+    """One page of a table at a snapshot: raw rows ``(internal_id, ts, flags, body)`` in id order."""
+
+    table: TableInfo
+    rows: list[SnapshotRow]
+
+    def documents(self) -> Iterator[Document]:
+        number = self.table.table_number
+        for internal_id, ts, flags, body in self.rows:
+            yield Document(internal_id, ts, flags, body, number)
+
+
+class Change(NamedTuple):
     """One change-log entry; ``body`` is None for deletes."""
 
     ts: int
@@ -285,9 +301,7 @@ class Deployment:
                 deleted_ts=r.deleted_ts,
             )
         indexes = {}
-        for row in p.read(
-            "SELECT index_id, tablet, name, fields, state, is_system, created_ts FROM indexes"
-        ):
+        for row in p.read("SELECT index_id, tablet, name, fields, state, is_system, created_ts FROM indexes"):
             ir = IndexRow(row[0], row[1], row[2], tuple(orjson.loads(row[3])), row[4], bool(row[5]), row[6])
             indexes[ir.index_id] = _index_info(ir)
         return _Catalog(components=comps, tablets=tablets, indexes=indexes)
@@ -384,9 +398,7 @@ class Deployment:
     def tables(self, *, include_deleted: bool = False) -> list[TableInfo]:
         """Tables in tablet order (== TabletId byte order)."""
         tabs = self._catalog.tablets.values()
-        return sorted(
-            (t for t in tabs if include_deleted or t.state != "deleted"), key=lambda t: t.tablet
-        )
+        return sorted((t for t in tabs if include_deleted or t.state != "deleted"), key=lambda t: t.tablet)
 
     def tables_at(self, ts: int) -> list[TableInfo]:
         """Tables that existed at ``ts`` (including hidden ones), in tablet order."""
@@ -425,7 +437,9 @@ class Deployment:
                 return idx
         return None
 
-    def wait_for_index(self, table: str, index_name: str, component: str = "", timeout_s: float = 600) -> bool:
+    def wait_for_index(
+        self, table: str, index_name: str, component: str = "", timeout_s: float = 600
+    ) -> bool:
         """Block until the index is ready; False on timeout or if it disappeared."""
         deadline = time.monotonic() + timeout_s
         with self._index_ready:
@@ -444,7 +458,9 @@ class Deployment:
         return self.shape_of(self.table(name, component))
 
     def shape_of(self, table: TableInfo) -> TableShape:
-        rows = self.persistence.read("SELECT path, tag, n FROM shape_counts WHERE tablet = ?", (table.tablet,))
+        rows = self.persistence.read(
+            "SELECT path, tag, n FROM shape_counts WHERE tablet = ?", (table.tablet,)
+        )
         return TableShape.from_counts({(path_from_db(p), t): n for p, t, n in rows})
 
     def document_count(self, name: str, component: str = "") -> int:
@@ -489,26 +505,34 @@ class Deployment:
 
     # -- snapshot reads -----------------------------------------------------------------------------
 
-    def snapshot_rows(self, table: TableInfo, snapshot_ts: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
+    def snapshot_rows(
+        self, table: TableInfo, snapshot_ts: int, after_id: bytes, limit: int
+    ) -> list[SnapshotRow]:
         """Raw rows ``(internal_id, ts, flags, body)`` of one table page at a snapshot, id order."""
         return self.persistence.snapshot_page(table.tablet, snapshot_ts, after_id, limit)
+
+    def iter_snapshot_pages(
+        self, table: TableInfo, snapshot_ts: int | None = None, page_size: int | None = None
+    ) -> Iterator[SnapshotPage]:
+        """The documents of ``table`` live at ``snapshot_ts`` (default: now), page by page in id order.
+        Each page is one index seek; memory stays bounded by the page size."""
+        ts = self.read_timestamp() if snapshot_ts is None else snapshot_ts
+        limit = page_size or self.config.snapshot_page_limit
+        after = b""
+        while True:
+            rows = self.persistence.snapshot_page(table.tablet, ts, after, limit)
+            if rows:
+                yield SnapshotPage(table, rows)
+            if len(rows) < limit:
+                return
+            after = rows[-1][0]
 
     def iter_snapshot(
         self, table: TableInfo, snapshot_ts: int | None = None, page_size: int | None = None
     ) -> Iterator[Document]:
-        """Every document of ``table`` live at ``snapshot_ts`` (default: now), in id order, paged."""
-        ts = self.read_timestamp() if snapshot_ts is None else snapshot_ts
-        limit = page_size or self.config.snapshot_page_limit
-        after = b""
-        number = table.table_number
-        encode = ids.encode_id
-        while True:
-            rows = self.persistence.snapshot_page(table.tablet, ts, after, limit)
-            for internal_id, rts, flags, body in rows:
-                yield Document(encode(number, internal_id), rts, flags, body)
-            if len(rows) < limit:
-                return
-            after = rows[-1][0]
+        """Every document of ``table`` live at ``snapshot_ts`` (default: now), in id order."""
+        for page in self.iter_snapshot_pages(table, snapshot_ts, page_size):
+            yield from page.documents()
 
     def get_at(self, document_id: str, snapshot_ts: int, component: str = "") -> Document | None:
         number, internal = ids.decode_id(document_id)
@@ -516,11 +540,13 @@ class Deployment:
         if table is None:
             return None
         row = self.persistence.revision_at(table.tablet, internal, snapshot_ts)
-        return None if row is None else Document(document_id, row[0], row[1], row[2])
+        return None if row is None else Document(internal, row[0], row[1], row[2], number)
 
     # -- change log ---------------------------------------------------------------------------------
 
-    def read_changes(self, after_ts: int, limit: int | None = None, *, up_to_ts: int | None = None) -> ChangePage:
+    def read_changes(
+        self, after_ts: int, limit: int | None = None, *, up_to_ts: int | None = None
+    ) -> ChangePage:
         """Changes committed after ``after_ts`` in (ts, table, id) order.
 
         At most ``limit`` log rows are read, except that a transaction is never split: the rows of the last
@@ -531,19 +557,27 @@ class Deployment:
         upper = self.read_timestamp() if up_to_ts is None else up_to_ts
         rows: list[LogRow] = self.persistence.log_page(after_ts, upper, limit)
         if len(rows) < limit:
-            return ChangePage(self._changes(rows), len(rows), max(upper, after_ts), False)
-        last = rows[-1]
-        rows.extend(self.persistence.log_rest_of_ts(last[0], last[1], last[2]))
-        return ChangePage(self._changes(rows), len(rows), last[0], True)
+            has_more, cursor = False, max(upper, after_ts)
+        else:
+            last = rows[-1]
+            rows.extend(self.persistence.log_rest_of_ts(last[0], last[6]))
+            has_more, cursor = True, last[0]
+        # Commit order within one ts is write order; the contract orders a transaction by (table, id).
+        rows.sort(key=_log_order)
+        return ChangePage(self._changes(rows), len(rows), cursor, has_more)
 
     def _changes(self, rows: list[LogRow]) -> list[Change]:
         tablets = self._catalog.tablets
+        live: dict[int, TableInfo | None] = {}
         out = []
-        for ts, tablet, internal_id, deleted, flags, body in rows:
-            info = tablets.get(tablet)
-            if info is None or info.state == "deleted":
-                continue
-            out.append(Change(ts, info, bytes(internal_id), bool(deleted), flags, body))
+        append = out.append
+        for ts, tablet, internal_id, deleted, flags, body, _seq in rows:
+            info = live.get(tablet, False)
+            if info is False:
+                info = tablets.get(tablet)
+                info = live[tablet] = None if info is None or info.state == "deleted" else info
+            if info is not None:
+                append(Change(ts, info, internal_id, deleted == 1, flags, body))
         return out
 
     def iter_changes(self, after_ts: int) -> Iterator[Change]:
@@ -656,6 +690,14 @@ class Deployment:
         return total
 
 
+def _row_order(row: tuple) -> tuple[int, bytes]:
+    return (row[0], row[1])
+
+
+def _log_order(row: LogRow) -> tuple[int, int, bytes]:
+    return (row[0], row[1], row[2])
+
+
 def _index_key(idx: IndexInfo, doc: Mapping[str, Any]) -> bytes:
     return values.encode_index_key([values.get_path(doc, p) for p in idx.paths])
 
@@ -693,7 +735,7 @@ class Transaction:
         self._supersede: list[tuple[int, int, bytes, int]] = []
         self._pending: dict[tuple[int, bytes], _Pending] = {}
         self._index_delta: dict[tuple[int, bytes, bytes], int] = {}
-        self._shape: dict[int, Counter] = {}
+        self._shape: dict[int, dict[tuple[str, str], int]] = {}
         self._created_backfilling_index = False
         self._schema_changed = False
         self._schema = deployment.get_schema()
@@ -752,7 +794,9 @@ class Transaction:
             )
         return self._new_tablet(name, component, table_number)
 
-    def _new_tablet(self, name: str, component: str, table_number: int | None, state: str = "active") -> TableInfo:
+    def _new_tablet(
+        self, name: str, component: str, table_number: int | None, state: str = "active"
+    ) -> TableInfo:
         cid = self._ensure_component(component)
         same_component = [t for t in self._catalog.tablets.values() if t.component == component]
         if table_number is None:
@@ -863,7 +907,8 @@ class Transaction:
             self._remove_index(existing[0])
         if len(self._catalog.indexes_of(info.tablet)) >= MAX_INDEXES_PER_TABLE:
             raise InvalidNameError(
-                f'Table "{table}" already has {MAX_INDEXES_PER_TABLE} indexes, the limit.', code="TooManyIndexes"
+                f'Table "{table}" already has {MAX_INDEXES_PER_TABLE} indexes, the limit.',
+                code="TooManyIndexes",
             )
         self._flush()
         empty = not self._s.latest_live_page(info.tablet, b"", 1)
@@ -928,7 +973,8 @@ class Transaction:
             raise BadRequestError("IndexNotFound", f"Index {table}.{index_name} does not exist.")
         if require_ready and not idx.ready:
             raise BadRequestError(
-                "IndexNotReady", f"Index {table}.{index_name} is still backfilling; try again when it is ready."
+                "IndexNotReady",
+                f"Index {table}.{index_name} is still backfilling; try again when it is ready.",
             )
         self._flush()
         lower = values.encode_index_key(list(equal))
@@ -1016,7 +1062,7 @@ class Transaction:
         internal = ids.new_internal_id()
         doc_id = ids.encode_id(info.table_number, internal)
         doc = {"_id": doc_id, CREATION_TIME: self.creation_time, **document}
-        self._write(info, internal, doc, expect_new=True)
+        self._write(info, internal, doc, expect_new=True, check_exists=False)
         return doc_id
 
     def insert_with_id(self, table: str, document: Mapping[str, Any], component: str = "") -> str:
@@ -1088,6 +1134,7 @@ class Transaction:
         *,
         current: tuple[bool, int, bytes | None, dict | None] | None = None,
         expect_new: bool = False,
+        check_exists: bool = True,
     ) -> None:
         """Write a new revision (``doc`` None = delete) and maintain indexes and shapes."""
         key = (info.tablet, internal)
@@ -1099,18 +1146,21 @@ class Transaction:
             body, flags, size = None, 0, 0
         if expect_new:
             pending = self._pending.get(key)
-            exists = (pending is not None and not pending.deleted) or (
-                pending is None and self._s.latest(info.tablet, internal) is not None
-            )
-            if exists:
+            if pending is not None:
+                current = (pending.deleted, pending.flags, pending.body, pending.doc)
+            elif check_exists:
+                # A generated id has 14 random bytes: a collision is not worth a read per insert,
+                # but an id given by the caller (backup import) may exist or be a tombstone.
+                latest = self._s.latest(info.tablet, internal)
+                current = None if latest is None else (bool(latest[1]), latest[2], latest[3], None)
+            if current is not None and not current[0]:
                 raise BadRequestError("DuplicateId", f"A document with id {doc['_id']} already exists.")
-            current = None if pending is None else (pending.deleted, pending.flags, pending.body, pending.doc)
         self._count_write(size)
 
         old_doc = current[3] if current is not None and not current[0] else None
         shape = self._shape.get(info.tablet)
         if shape is None:
-            shape = self._shape[info.tablet] = Counter()
+            shape = self._shape[info.tablet] = {}
         if old_doc is not None:
             add_shape_counts(old_doc, -1, shape)
         if doc is not None:
@@ -1151,6 +1201,8 @@ class Transaction:
     def _flush(self) -> None:
         """Write buffered rows so that SQL reads on this connection see them."""
         if self._rows:
+            # Appending in (table, id) order keeps each transaction's rows in change-log order.
+            self._rows.sort(key=_row_order)
             self._s.insert_revisions(self._rows)
             self._rows = []
             for p in self._pending.values():
@@ -1192,6 +1244,7 @@ __all__ = [
     "Deployment",
     "DeploymentConfig",
     "Document",
+    "SnapshotPage",
     "IndexInfo",
     "TableInfo",
     "Transaction",

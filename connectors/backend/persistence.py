@@ -2,11 +2,15 @@
 
 Storage layout (same on SQLite and PostgreSQL):
 
-* ``revisions(tablet, id, ts, next_ts, deleted, flags, body)`` clustered on ``(tablet, id, ts)``: every
-  revision of every document. ``next_ts`` is the commit timestamp of the revision that superseded this one
-  (NULL while current), so "live at snapshot S" is ``ts <= S < coalesce(next_ts, inf) and not deleted`` — a
-  filter the database evaluates while seeking in id order. Deletes are tombstone revisions.
-* ``revisions_by_ts(ts, tablet, id)``: the change log, read by seeking past a timestamp.
+* ``revisions(seq, tablet, id, ts, next_ts, deleted, flags, body)``: every revision of every document,
+  appended in commit order (``seq``), so writing is an append and reading the change log is a sequential
+  scan. Deletes are tombstone revisions. ``next_ts`` is the commit timestamp of the revision that superseded
+  this one (NULL while current).
+* ``revisions_by_id(tablet, id, ts, next_ts, deleted)``: "live at snapshot S" is
+  ``ts <= S < coalesce(next_ts, inf) and not deleted``, evaluated inside this index while seeking in id order.
+  (Document ids are random, so clustering the rows themselves by id would turn every insert into a random
+  page write; only the small index entries pay that.)
+* ``revisions_by_ts(ts)``: where the change log after a timestamp starts.
 * ``index_entries(index_id, key, id)``: current-state entries of the field-path indexes; ``key`` is the
   order-preserving encoding of the indexed values, so lookups and ranges are b-tree seeks.
 * ``shape_counts(tablet, path, tag, n)``: per-table counts of (field path, type) for exact shapes.
@@ -70,8 +74,8 @@ class RevisionRow:
 
 # (id, ts, flags, body) — the shape of snapshot rows, kept as plain tuples for speed.
 SnapshotRow = tuple[bytes, int, int, bytes]
-# (ts, tablet, id, deleted, flags, body)
-LogRow = tuple[int, int, bytes, int, int, bytes | None]
+# (ts, tablet, id, deleted, flags, body, seq) — seq is the row's position in commit order
+LogRow = tuple[int, int, bytes, int, int, bytes | None, int]
 
 
 class WriteSession(abc.ABC):
@@ -130,18 +134,16 @@ class Persistence(abc.ABC):
         """A read-only query on a reader connection (``?`` placeholders)."""
 
     @abc.abstractmethod
-    def snapshot_page(
-        self, tablet: int, snapshot_ts: int, after_id: bytes, limit: int
-    ) -> list[SnapshotRow]:
+    def snapshot_page(self, tablet: int, snapshot_ts: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
         """Documents of ``tablet`` live at ``snapshot_ts`` with id > ``after_id``, in id order."""
 
     @abc.abstractmethod
     def log_page(self, after_ts: int, up_to_ts: int, limit: int) -> list[LogRow]:
-        """Change-log rows with ``after_ts < ts <= up_to_ts`` in (ts, tablet, id) order."""
+        """Change-log rows with ``after_ts < ts <= up_to_ts`` in commit order (ts, then seq)."""
 
     @abc.abstractmethod
-    def log_rest_of_ts(self, ts: int, after_tablet: int, after_id: bytes) -> list[LogRow]:
-        """The rows of commit ``ts`` after ``(after_tablet, after_id)`` (completes a transaction)."""
+    def log_rest_of_ts(self, ts: int, after_seq: int) -> list[LogRow]:
+        """The rows of commit ``ts`` after position ``after_seq`` (completes a transaction)."""
 
     @abc.abstractmethod
     def revision_at(self, tablet: int, doc_id: bytes, snapshot_ts: int) -> tuple[int, int, bytes] | None:

@@ -31,10 +31,10 @@ CREATE TABLE IF NOT EXISTS indexes (
   index_id BIGINT PRIMARY KEY, tablet BIGINT NOT NULL, name TEXT NOT NULL, fields TEXT NOT NULL,
   state TEXT NOT NULL, is_system INTEGER NOT NULL, created_ts BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS revisions (
-  tablet BIGINT NOT NULL, id BYTEA NOT NULL, ts BIGINT NOT NULL, next_ts BIGINT,
-  deleted INTEGER NOT NULL, flags INTEGER NOT NULL, body BYTEA,
-  PRIMARY KEY (tablet, id, ts));
-CREATE INDEX IF NOT EXISTS revisions_by_ts ON revisions (ts, tablet, id);
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tablet BIGINT NOT NULL, id BYTEA NOT NULL,
+  ts BIGINT NOT NULL, next_ts BIGINT, deleted INTEGER NOT NULL, flags INTEGER NOT NULL, body BYTEA);
+CREATE UNIQUE INDEX IF NOT EXISTS revisions_by_id ON revisions (tablet, id, ts) INCLUDE (next_ts, deleted);
+CREATE INDEX IF NOT EXISTS revisions_by_ts ON revisions (ts, seq);
 CREATE INDEX IF NOT EXISTS revisions_superseded ON revisions (next_ts) WHERE next_ts IS NOT NULL;
 CREATE INDEX IF NOT EXISTS revisions_tombstones ON revisions (ts) WHERE deleted = 1;
 CREATE TABLE IF NOT EXISTS index_entries (

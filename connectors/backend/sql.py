@@ -29,9 +29,7 @@ def path_from_db(path: str) -> str:
 
 INSERT_REVISION = "INSERT INTO revisions (tablet, id, ts, deleted, flags, body) VALUES (?, ?, ?, ?, ?, ?)"
 SUPERSEDE = "UPDATE revisions SET next_ts = ? WHERE tablet = ? AND id = ? AND ts = ?"
-LATEST = (
-    "SELECT ts, deleted, flags, body FROM revisions WHERE tablet = ? AND id = ? ORDER BY ts DESC LIMIT 1"
-)
+LATEST = "SELECT ts, deleted, flags, body FROM revisions WHERE tablet = ? AND id = ? ORDER BY ts DESC LIMIT 1"
 LATEST_LIVE_PAGE = (
     "SELECT id, ts, flags, body FROM revisions WHERE tablet = ? AND id > ? AND next_ts IS NULL"
     " AND deleted = 0 ORDER BY id LIMIT ?"
@@ -44,13 +42,13 @@ REVISION_AT = (
     "SELECT ts, flags, body FROM revisions WHERE tablet = ? AND id = ? AND ts <= ?"
     " AND (next_ts IS NULL OR next_ts > ?) AND deleted = 0"
 )
+# The log is read in commit (seq) order, which follows ts; rows of one ts are re-sorted by the engine.
 LOG_PAGE = (
-    "SELECT ts, tablet, id, deleted, flags, body FROM revisions WHERE ts > ? AND ts <= ?"
-    " ORDER BY ts, tablet, id LIMIT ?"
+    "SELECT ts, tablet, id, deleted, flags, body, seq FROM revisions WHERE ts > ? AND ts <= ?"
+    " ORDER BY ts, seq LIMIT ?"
 )
 LOG_REST_OF_TS = (
-    "SELECT ts, tablet, id, deleted, flags, body FROM revisions WHERE ts = ?"
-    " AND (tablet > ? OR (tablet = ? AND id > ?)) ORDER BY tablet, id"
+    "SELECT ts, tablet, id, deleted, flags, body, seq FROM revisions WHERE ts = ? AND seq > ? ORDER BY seq"
 )
 ADD_INDEX_ENTRY = "INSERT INTO index_entries (index_id, key, id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 REMOVE_INDEX_ENTRY = "DELETE FROM index_entries WHERE index_id = ? AND key = ? AND id = ?"
@@ -143,9 +141,7 @@ class SqlPersistence(Persistence):
             cur.execute(self._sql(sql), tuple(params))
             return cur.fetchall()
 
-    def snapshot_page(
-        self, tablet: int, snapshot_ts: int, after_id: bytes, limit: int
-    ) -> list[SnapshotRow]:
+    def snapshot_page(self, tablet: int, snapshot_ts: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
         with self._reader() as cur:
             cur.execute(self._sql(SNAPSHOT_PAGE), (tablet, after_id, snapshot_ts, snapshot_ts, limit))
             return cur.fetchall()
@@ -155,9 +151,9 @@ class SqlPersistence(Persistence):
             cur.execute(self._sql(LOG_PAGE), (after_ts, up_to_ts, limit))
             return cur.fetchall()
 
-    def log_rest_of_ts(self, ts: int, after_tablet: int, after_id: bytes) -> list[LogRow]:
+    def log_rest_of_ts(self, ts: int, after_seq: int) -> list[LogRow]:
         with self._reader() as cur:
-            cur.execute(self._sql(LOG_REST_OF_TS), (ts, after_tablet, after_tablet, after_id))
+            cur.execute(self._sql(LOG_REST_OF_TS), (ts, after_seq))
             return cur.fetchall()
 
     def revision_at(self, tablet: int, doc_id: bytes, snapshot_ts: int) -> tuple[int, int, bytes] | None:
@@ -169,40 +165,36 @@ class SqlPersistence(Persistence):
     def prune(self, cutoff_ts: int, batch: int) -> int:
         """Two passes, each bounded by ``batch``: superseded revisions, then old tombstones (whose
         older revisions were superseded by them and so are gone with the first pass)."""
-        deleted = 0
         with self.write_transaction() as session:
-            rows = session.execute(
-                "SELECT tablet, id, ts FROM revisions WHERE next_ts IS NOT NULL AND next_ts < ? LIMIT ?",
+            superseded = session.execute(
+                "SELECT seq FROM revisions WHERE next_ts IS NOT NULL AND next_ts < ? LIMIT ?",
                 (cutoff_ts, batch),
             )
-            self._delete_revisions(session, rows)
-            deleted += len(rows)
-            tomb = session.execute(
-                "SELECT tablet, id, ts FROM revisions WHERE deleted = 1 AND ts < ? LIMIT ?",
+            tombstones = session.execute(
+                "SELECT seq, tablet, id, ts FROM revisions WHERE deleted = 1 AND ts < ? LIMIT ?",
                 (cutoff_ts, batch),
             )
+            self._delete_seqs(session, superseded)
             # A tombstone can go only once nothing older of that document is left.
-            tomb = [
-                r
-                for r in tomb
+            gone = [
+                (seq,)
+                for seq, tablet, doc_id, ts in tombstones
                 if not session.execute(
-                    "SELECT 1 FROM revisions WHERE tablet = ? AND id = ? AND ts < ? LIMIT 1", r
+                    "SELECT 1 FROM revisions WHERE tablet = ? AND id = ? AND ts < ? LIMIT 1",
+                    (tablet, doc_id, ts),
                 )
             ]
-            self._delete_revisions(session, tomb)
-            deleted += len(tomb)
-        return deleted
+            self._delete_seqs(session, gone)
+        return len(superseded) + len(gone)
 
-    def _delete_revisions(self, session: WriteSession, rows: list[tuple]) -> None:
-        for row in rows:
-            session.execute("DELETE FROM revisions WHERE tablet = ? AND id = ? AND ts = ?", row)
+    def _delete_seqs(self, session: WriteSession, seqs: list[tuple]) -> None:
+        for (seq,) in seqs:
+            session.execute("DELETE FROM revisions WHERE seq = ?", (seq,))
 
     def drop_tablet_rows(self, tablet: int, batch: int) -> int:
         with self.write_transaction() as session:
-            rows = session.execute(
-                "SELECT tablet, id, ts FROM revisions WHERE tablet = ? LIMIT ?", (tablet, batch)
-            )
-            self._delete_revisions(session, rows)
+            rows = session.execute("SELECT seq FROM revisions WHERE tablet = ? LIMIT ?", (tablet, batch))
+            self._delete_seqs(session, rows)
             return len(rows)
 
 

@@ -30,10 +30,10 @@ CREATE TABLE IF NOT EXISTS indexes (
   index_id INTEGER PRIMARY KEY, tablet INTEGER NOT NULL, name TEXT NOT NULL, fields TEXT NOT NULL,
   state TEXT NOT NULL, is_system INTEGER NOT NULL, created_ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revisions (
-  tablet INTEGER NOT NULL, id BLOB NOT NULL, ts INTEGER NOT NULL, next_ts INTEGER,
-  deleted INTEGER NOT NULL, flags INTEGER NOT NULL, body BLOB,
-  PRIMARY KEY (tablet, id, ts)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS revisions_by_ts ON revisions (ts, tablet, id);
+  seq INTEGER PRIMARY KEY, tablet INTEGER NOT NULL, id BLOB NOT NULL, ts INTEGER NOT NULL,
+  next_ts INTEGER, deleted INTEGER NOT NULL, flags INTEGER NOT NULL, body BLOB);
+CREATE INDEX IF NOT EXISTS revisions_by_id ON revisions (tablet, id, ts, next_ts, deleted);
+CREATE INDEX IF NOT EXISTS revisions_by_ts ON revisions (ts);
 CREATE INDEX IF NOT EXISTS revisions_superseded ON revisions (next_ts) WHERE next_ts IS NOT NULL;
 CREATE INDEX IF NOT EXISTS revisions_tombstones ON revisions (ts) WHERE deleted = 1;
 CREATE TABLE IF NOT EXISTS index_entries (

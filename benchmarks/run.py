@@ -1,0 +1,107 @@
+"""Run the benchmarks and print (and optionally save) the results table.
+
+    python -m benchmarks.run                     # 1 M documents, SQLite, all suites
+    python -m benchmarks.run --docs 100000 --suite engine
+    python -m benchmarks.run --write-readme      # update the table in benchmarks/README.md
+
+Each case runs in its own subprocess so its peak RSS is its own. Baselines run in the same invocation,
+on the same rows, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (suite, case, module, name of the baseline case whose rows/s is the ratio's denominator)
+CASES: list[tuple[str, str, str, str | None]] = [
+    ("engine", "raw_insert", "benchmarks.bench_engine", None),
+    ("engine", "insert", "benchmarks.bench_engine", "raw_insert"),
+    ("engine", "raw_scan", "benchmarks.bench_engine", None),
+    ("engine", "list", "benchmarks.bench_engine", "raw_scan"),
+    ("engine", "list_documents", "benchmarks.bench_engine", "raw_scan"),
+    ("engine", "list_decode", "benchmarks.bench_engine", "raw_scan"),
+    ("engine", "changes", "benchmarks.bench_engine", None),
+    ("http", "http_list_snapshot", "benchmarks.bench_http", "list"),
+    ("http", "http_document_deltas", "benchmarks.bench_http", "changes"),
+    ("http", "http_import_append", "benchmarks.bench_http", None),
+    ("http", "http_import_dedup", "benchmarks.bench_http", None),
+]
+
+
+def run_case(module: str, case: str, work: Path, docs: int, extra: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", module, case, "--work", str(work), "--docs", str(docs), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise SystemExit(f"benchmark {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+def table(results: list[tuple[dict, float | None]]) -> str:
+    lines = [
+        "| benchmark | rows | rows/s | peak RSS (MB) | ratio to baseline |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r, ratio in results:
+        ratio_text = f"{ratio:.2f}x" if ratio is not None else "—"
+        lines.append(
+            f"| {r['name']} | {r['rows']:,} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | {ratio_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=1_000_000)
+    ap.add_argument("--suite", choices=["all", "engine", "http"], default="all")
+    ap.add_argument("--write-readme", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="convex-bench-"))
+    results: list[tuple[dict, float | None]] = []
+    by_case: dict[str, dict] = {}
+    try:
+        for suite, case, module, baseline in CASES:
+            if a.suite != "all" and suite != a.suite and not (suite == "engine" and a.suite == "http"):
+                continue
+            r = run_case(module, case, work, a.docs, [])
+            by_case[case] = r
+            base = by_case.get(baseline) if baseline else None
+            ratio = r["rows_per_s"] / base["rows_per_s"] if base else None
+            results.append((r, ratio))
+            print(f"{r['name']}: {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    text = table(results)
+    header = (
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}.\n"
+        f"Command: `python -m benchmarks.run --docs {a.docs} --suite {a.suite}`\n\n"
+    )
+    print()
+    print(header + text)
+    if a.write_readme:
+        readme = ROOT / "benchmarks" / "README.md"
+        old = readme.read_text() if readme.exists() else ""
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        block = f"{start}\n{header}{text}\n{end}"
+        if start in old and end in old:
+            new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
+        else:
+            new = old + "\n" + block + "\n"
+        readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,694 @@
+"""Streaming import operations (``shared/spec/streaming-import.md``), independent of HTTP.
+
+The HTTP layer parses request bodies into the typed inputs below and calls these functions; every failure is
+a :class:`~connectors.errors.ConvexError` carrying the wire ``code``, ``message`` and status.
+
+Writes follow §4: items are applied in order inside a transaction; when the engine refuses an item with
+:class:`TransactionLimitError`, the transaction is committed without it and the item is retried in a fresh
+one. Any other error aborts the request; transactions committed earlier stay committed, and the error message
+then says how many records landed. Everything that can be checked without writing (record conversion, stream
+and primary-key definitions, operation names, missing indexes and primary-key values) is checked for the
+whole request before the first write, so a bad record at the end of a batch writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NoReturn
+
+from connectors import identifiers, values
+from connectors.airbyte_records import convert_airbyte_record
+from connectors.backend.engine import CREATION_TIME, Deployment, IndexInfo, TableInfo, Transaction
+from connectors.errors import (
+    BadRequestError,
+    ConvexError,
+    InvalidValueError,
+    NotFoundError,
+    PlainError,
+    RetriableError,
+    TransactionLimitError,
+)
+from connectors.schema import parse_table_definition
+
+__all__ = [
+    "AIRBYTE_PRIMARY_KEY_INDEX",
+    "FIVETRAN_PRIMARY_KEY_INDEX",
+    "FIVETRAN_SYNCED_INDEX",
+    "AirbyteRecord",
+    "AirbyteStream",
+    "FivetranOperation",
+    "ImportResult",
+    "add_primary_key_indexes",
+    "apply_fivetran_operations",
+    "clear_tables",
+    "fivetran_create_table",
+    "fivetran_truncate_table",
+    "get_schema",
+    "import_airbyte_records",
+    "primary_key_indexes_ready",
+    "replace_tables",
+]
+
+AIRBYTE_PRIMARY_KEY_INDEX: Final = "_by_airbyte_primary_key"
+FIVETRAN_PRIMARY_KEY_INDEX: Final = "_fivetran_by_primary_key"
+FIVETRAN_SYNCED_INDEX: Final = "_fivetran_by_synced"
+
+MAX_PRIMARY_KEY_FIELDS: Final = 16
+TRUNCATE_PAGE: Final = 1000  # documents read per index query while truncating
+SCAN_BATCH: Final = 1000  # document ids gathered per snapshot page (soft truncate without a cursor index)
+
+IDENTIFIER_REQUIREMENTS: Final = (
+    "Identifiers must start with a letter and can only contain letters, digits, and underscores."
+)
+_MORE_THAN_ONE: Final = "Received more than one value for query"
+
+_DELETED_PATH: Final = ("fivetran", "deleted")
+_SYNCED_PATH: Final = ("fivetran", "synced")
+_SYNCED_FIELDS: Final = (
+    ("fivetran.deleted", "fivetran.synced", CREATION_TIME),
+    ("fivetran.synced", CREATION_TIME),
+)
+_FIVETRAN_OPERATIONS: Final = frozenset({"Upsert", "Update", "HardDelete"})
+_DELETE_TYPES: Final = frozenset({"SoftDelete", "HardDelete"})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- Inputs and results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AirbyteStream:
+    """One ``tables`` entry: ``None`` = Append mode, field paths = Dedup mode, ``()`` = invalid (empty)."""
+
+    primary_key: tuple[tuple[str, ...], ...] | None
+
+
+@dataclass(frozen=True)
+class AirbyteRecord:
+    """One ``messages`` entry; ``data`` is the raw parsed JSON (it must be an object)."""
+
+    table_name: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class FivetranOperation:
+    """One ``BatchWriteRow``; ``row`` is Convex internal JSON (``values.from_encoded_json``)."""
+
+    table: str
+    operation: str
+    row: Any
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """How much a request wrote: items applied and transactions committed."""
+
+    records_committed: int
+    transactions: int
+
+
+# --- Shared helpers ----------------------------------------------------------------------------------
+
+
+def _note_partial(error: ConvexError, committed: int) -> None:
+    """Tell the user how much of a failed request landed (earlier transactions stay committed)."""
+    if committed <= 0:
+        return
+    suffix = (
+        f" ({committed} records were committed before this error; the rest of the request was not applied.)"
+    )
+    error.message += suffix
+    if isinstance(error, PlainError):
+        error.detail += suffix  # the text local callers and logs see
+        error.args = (error.detail,)
+    else:
+        error.args = (error.message,)
+
+
+def _run_in_transactions(
+    dep: Deployment, step: Callable[[Transaction], bool], *, committed_before: int = 0
+) -> ImportResult:
+    """Call ``step(tx)`` until it returns False (nothing left), committing and opening a new transaction
+    whenever a step hits a transaction limit; the step that hit it is retried in the new transaction.
+
+    ``step`` applies exactly one item and returns True, and must leave the transaction untouched when it
+    raises (the engine refuses a write before changing anything, so one write per item guarantees that).
+    ``committed_before`` counts records this request committed earlier, for the partial-import message.
+    """
+    committed = 0
+    transactions = 0
+    finished = False
+    try:
+        while not finished:
+            applied = 0
+            with dep.transaction() as tx:
+                while True:
+                    try:
+                        more = step(tx)
+                    except TransactionLimitError:
+                        if applied == 0:
+                            raise  # the item does not fit even in an empty transaction
+                        break  # commit what we have; retry the item in a new transaction
+                    if not more:
+                        finished = True
+                        break
+                    applied += 1
+            committed += applied
+            transactions += 1
+    except ConvexError as e:
+        _note_partial(e, committed_before + committed)
+        raise
+    return ImportResult(committed, transactions)
+
+
+def _apply_each(
+    dep: Deployment,
+    items: Sequence[Any],
+    apply: Callable[[Transaction, Any], None],
+    *,
+    committed_before: int = 0,
+) -> ImportResult:
+    """Apply ``items`` in order with commit-and-continue (§4)."""
+    if not items:
+        return ImportResult(0, 0)
+    position = 0
+
+    def step(tx: Transaction) -> bool:
+        nonlocal position
+        if position >= len(items):
+            return False
+        apply(tx, items[position])
+        position += 1  # only after the item was applied, so a refused item is retried
+        return True
+
+    return _run_in_transactions(dep, step, committed_before=committed_before)
+
+
+def _rust_debug_str(s: object) -> str:
+    return json.dumps(s, ensure_ascii=False) if isinstance(s, str) else repr(s)
+
+
+def _primary_key_debug(pk: Sequence[Sequence[Any]]) -> str:
+    """Rust ``{:?}`` of a ``Vec<Vec<String>>``: ``[["a"], ["b", "c"]]``."""
+    return "[" + ", ".join("[" + ", ".join(_rust_debug_str(c) for c in path) + "]" for path in pk) + "]"
+
+
+def _paths_display(fields: Sequence[str]) -> str:
+    """Upstream ``IndexedFields`` display: ``["a.b", "_creationTime"]``."""
+    return "[" + ", ".join(json.dumps(f) for f in fields) + "]"
+
+
+def _primary_key_problem(pk: Sequence[Sequence[Any]]) -> bool:
+    """True if ``pk`` is not a valid list of index field paths (upstream ``PrimaryKey::try_from``):
+    identifier components, non-empty paths, at most 16 paths, no ``_id``, no duplicates."""
+    if len(pk) > MAX_PRIMARY_KEY_FIELDS:
+        return True
+    seen: set[tuple[str, ...]] = set()
+    for path in pk:
+        if not path or not all(identifiers.is_identifier(c) for c in path):
+            return True
+        key = tuple(path)
+        if key == ("_id",) or key in seen:
+            return True
+        seen.add(key)
+    return False
+
+
+def _invalid_primary_key_message(pk: Sequence[Sequence[Any]]) -> str:
+    return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
+
+
+def _check_index_paths(paths: Sequence[tuple[str, ...]]) -> None:
+    """The index-field rules of §8.1 that come after identifier parsing."""
+    for path in paths:
+        if path == (CREATION_TIME,):
+            raise BadRequestError(
+                "IndexFieldsContainCreationTime",
+                "`_creationTime` is automatically added to the end of each index. It should not be added"
+                " explicitly in the index definition. See https://docs.convex.dev/using/indexes for more"
+                " details.",
+            )
+    for path in paths:
+        if path == ("_id",):
+            raise BadRequestError(
+                "IndexFieldsContainId",
+                "`_id` is not a valid index field. To load documents by ID, use `db.get(id)`.",
+            )
+        if any(c.startswith("_") for c in path):
+            raise BadRequestError(
+                "IndexFieldNameReserved", "Reserved fields (starting with `_`) are not allowed in indexes."
+            )
+
+
+def _one_match(matches: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
+    if len(matches) > 1:
+        raise PlainError(_MORE_THAN_ONE)
+    return matches[0] if matches else None
+
+
+def _check_encodable(doc: dict[str, Any], where: str) -> None:
+    """Run the engine's document checks (names, nesting, size) now, so they fail before any write."""
+    try:
+        values.encode_document(doc)
+    except InvalidValueError as e:
+        raise InvalidValueError(f"{where}: {e.message}") from None
+
+
+# --- Airbyte -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _AirbyteWrite:
+    table: str
+    doc: dict[str, Any]
+    deleted: bool
+    key: tuple[Any, ...] | None  # primary-key values in Dedup mode
+
+
+def import_airbyte_records(
+    dep: Deployment, tables: Mapping[str, AirbyteStream], messages: Sequence[AirbyteRecord]
+) -> ImportResult:
+    """``POST import_airbyte_records`` (§6): Append inserts every record; Dedup upserts/deletes by primary
+    key through ``_by_airbyte_primary_key``."""
+    # Step 2: convert every message (upstream converts messages before looking at the streams).
+    converted: list[tuple[str, dict[str, Any], bool]] = []
+    for i, message in enumerate(messages):
+        table = identifiers.valid_identifier_table(message.table_name)
+        doc, deleted = convert_airbyte_record(message.data)
+        _check_encodable(doc, f"Record {i} for table {table}")
+        converted.append((table, doc, deleted))
+
+    # Step 3: the streams.
+    streams: dict[str, tuple[tuple[str, ...], ...] | None] = {}
+    for name, stream in tables.items():
+        table = identifiers.valid_identifier_table(name)
+        pk = stream.primary_key
+        if pk is not None:
+            if len(pk) == 0:
+                raise BadRequestError("EmptyPrimaryKey", "Primary keys cannot be empty")
+            if _primary_key_problem(pk):
+                raise PlainError(_invalid_primary_key_message(pk))
+            pk = tuple(tuple(path) for path in pk)
+        streams[table] = pk
+
+    # Every record needs a stream and, in Dedup mode, a value at every primary-key path.
+    writes: list[_AirbyteWrite] = []
+    dedup_tables: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for table, doc, deleted in converted:
+        if table not in streams:
+            raise BadRequestError("MissingStream", f"Missing stream for table {table}")
+        pk = streams[table]
+        key: tuple[Any, ...] | None = None
+        if pk is not None:
+            dedup_tables[table] = pk
+            key_values = []
+            for path in pk:
+                v = values.get_path(doc, path)
+                if v is values.MISSING:
+                    raise BadRequestError(
+                        "MissingPrimaryKeyValue",
+                        f"Missing value for primary key field: {json.dumps('.'.join(path))}.",
+                    )
+                key_values.append(v)
+            key = tuple(key_values)
+        writes.append(_AirbyteWrite(table, doc, deleted, key))
+
+    for table, pk in dedup_tables.items():
+        _check_airbyte_index(dep.index(table, AIRBYTE_PRIMARY_KEY_INDEX), table, pk)
+
+    def apply(tx: Transaction, w: _AirbyteWrite) -> None:
+        if w.key is None:
+            # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+            if tx.table(w.table) is None:
+                tx.create_table(w.table)
+            tx.insert(w.table, w.doc)
+            return
+        match = _one_match(tx.index_query(w.table, AIRBYTE_PRIMARY_KEY_INDEX, w.key, limit=2))
+        if match is not None:
+            if w.deleted:
+                tx.delete(match[0])
+            else:
+                tx.replace(match[0], w.doc)
+        elif not w.deleted:
+            tx.insert(w.table, w.doc)
+        # A deleted record with no match is a no-op: a deliberate deviation from upstream, which inserts it
+        # (§13.3 recommends this).
+
+    return _apply_each(dep, writes, apply)
+
+
+def _check_airbyte_index(idx: IndexInfo | None, table: str, pk: tuple[tuple[str, ...], ...]) -> None:
+    how = (
+        "Call add_primary_key_indexes for this table and wait until primary_key_indexes_ready returns true"
+        " before importing records in dedup mode."
+    )
+    if idx is None or not idx.is_system:
+        raise BadRequestError("MissingIndex", f"Missing index: {table}.{AIRBYTE_PRIMARY_KEY_INDEX}. {how}")
+    expected = (*(".".join(p) for p in pk), CREATION_TIME)
+    if idx.fields != expected:
+        # Querying an index on other fields would silently match the wrong documents.
+        raise BadRequestError(
+            "MissingIndex",
+            f"The index {table}.{AIRBYTE_PRIMARY_KEY_INDEX} is on the fields {_paths_display(idx.fields[:-1])},"
+            f" not on the stream's primary key {_paths_display(expected[:-1])}. {how}",
+        )
+    if not idx.ready:
+        raise BadRequestError(
+            "IndexNotReady", f"The index {table}.{AIRBYTE_PRIMARY_KEY_INDEX} is still backfilling. {how}"
+        )
+
+
+def clear_tables(dep: Deployment, table_names: Sequence[str]) -> None:
+    """``PUT clear_tables`` (§7): atomically empty the tables, keeping their indexes; missing tables are
+    created empty."""
+    names = list(dict.fromkeys(identifiers.valid_identifier_table(n) for n in table_names))
+    with dep.transaction() as tx:
+        for name in names:
+            tx.clear_table(name)
+
+
+def replace_tables(dep: Deployment, table_names: Mapping[str, str]) -> NoReturn:
+    """``POST replace_tables`` (§9): Overwrite sync mode is not supported."""
+    raise BadRequestError(
+        "OverwriteNotSupported", "Overwrite sync mode is not supported. Please use a different sync mode."
+    )
+
+
+def add_primary_key_indexes(dep: Deployment, indexes: Mapping[str, Sequence[Sequence[str]]]) -> None:
+    """``PUT add_primary_key_indexes`` (§8.1): one ``_by_airbyte_primary_key`` system index per table, all in
+    one transaction; an identical existing index is kept, a different one is replaced."""
+    parsed: dict[str, list[tuple[str, ...]]] = {}
+    # The handler parses every primary key before the application checks the index rules.
+    for name, pk in indexes.items():
+        table = identifiers.valid_identifier_table(name)
+        if len(pk) == 0:
+            raise BadRequestError("EmptyPrimaryKey", "Primary keys cannot be empty")
+        if _primary_key_problem(pk):
+            raise BadRequestError("InvalidPrimaryKey", _invalid_primary_key_message(pk))
+        parsed[table] = [tuple(path) for path in pk]
+    for paths in parsed.values():
+        _check_index_paths(paths)
+    with dep.transaction() as tx:
+        for table, paths in parsed.items():
+            tx.add_index(table, AIRBYTE_PRIMARY_KEY_INDEX, [".".join(p) for p in paths], system=True)
+
+
+def primary_key_indexes_ready(dep: Deployment, tables: Sequence[str]) -> bool:
+    """``GET primary_key_indexes_ready`` (§8.2): True when no table's primary-key index is backfilling."""
+    ready = True
+    for name in dict.fromkeys(identifiers.valid_identifier_table(n) for n in tables):
+        idx = dep.index(name, AIRBYTE_PRIMARY_KEY_INDEX)
+        if idx is None or not idx.is_system:
+            raise BadRequestError("MissingIndex", f"Missing index: {name}.{AIRBYTE_PRIMARY_KEY_INDEX}")
+        ready = ready and idx.ready
+    return ready
+
+
+# --- Fivetran ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _FivetranWrite:
+    table: str
+    operation: str
+    row: dict[str, Any]
+    key: tuple[Any, ...]  # equality prefix on _fivetran_by_primary_key
+
+
+def _fivetran_primary_key_index(dep: Deployment, table: str) -> IndexInfo:
+    idx = dep.index(table, FIVETRAN_PRIMARY_KEY_INDEX)
+    if idx is None or not idx.is_system:
+        raise BadRequestError(
+            "MissingFivetranPrimaryKeyIndex",
+            f"The `{FIVETRAN_PRIMARY_KEY_INDEX}` index on the `{table}` table is missing. Please edit your"
+            f" `schema.ts` file and add the following index to the `{table}` table:"
+            f' .index("{FIVETRAN_PRIMARY_KEY_INDEX}", [/* …attributes in the primary key… */]) (or'
+            ' .index("sync_index", ["fivetran.deleted", /* …attributes in the primary key… */]).',
+        )
+    return idx
+
+
+def _fivetran_lookup_key(idx: IndexInfo, table: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    """§10.2: ``fivetran.deleted`` must be false (soft-deleted rows never match), ``_creationTime`` is
+    skipped, every other field equals the row's value. The engine queries by equality prefix, so the
+    values follow the index fields in order (``_creationTime`` is always last)."""
+    key: list[Any] = []
+    for field, path in zip(idx.fields, idx.paths, strict=True):
+        if field == CREATION_TIME:
+            continue
+        if path == _DELETED_PATH:
+            key.append(False)
+            continue
+        v = values.get_path(row, path)
+        if v is values.MISSING:
+            raise BadRequestError(
+                "MissingValueForFivetranPrimaryKeyIndex",
+                f"Missing value for field {json.dumps(field)} of primary key index"
+                f" {table}.{FIVETRAN_PRIMARY_KEY_INDEX}.",
+            )
+        key.append(v)
+    return tuple(key)
+
+
+def _fivetran_patch(existing: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Update rules of §10.2: top-level fields of ``row`` overwrite, absent ones are kept, and the
+    ``fivetran`` object is merged key by key (so ``synced``/``deleted``/``id`` survive a partial update)."""
+    old_meta = existing.get("fivetran")
+    new_meta = row.get("fivetran")
+    if type(old_meta) is dict and type(new_meta) is dict:
+        return {**row, "fivetran": {**old_meta, **new_meta}}
+    return row
+
+
+def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOperation]) -> ImportResult:
+    """``POST apply_fivetran_operations`` (§10.2): Upsert / Update / HardDelete by primary key, in order."""
+    # Pass 1 is what upstream's body deserialization rejects (400 BadJsonBody); pass 2 the per-row checks.
+    rows: list[dict[str, Any]] = []
+    for i, op in enumerate(operations):
+        if op.operation not in _FIVETRAN_OPERATIONS:
+            raise BadRequestError(
+                "BadJsonBody",
+                f"Operation {i}: unknown operation {_rust_debug_str(op.operation)}, expected one of"
+                " `Upsert`, `Update`, `HardDelete`",
+            )
+        if type(op.row) is not dict:
+            raise BadRequestError("BadJsonBody", f"Operation {i}: the row must be a JSON object")
+        try:
+            row = values.from_encoded_json(op.row)
+        except InvalidValueError as e:
+            raise BadRequestError("BadJsonBody", f"Operation {i}: invalid row: {e.message}") from None
+        assert isinstance(row, dict)
+        rows.append(row)
+
+    indexes: dict[str, IndexInfo] = {}
+    writes: list[_FivetranWrite] = []
+    for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
+        try:
+            table = identifiers.check_table_name(op.table)
+        except ConvexError as e:
+            raise PlainError(e.message) from None
+        for system_field in values.SYSTEM_FIELDS:
+            if system_field in row:
+                raise InvalidValueError(
+                    f"Operation {i}: rows cannot set the system field {system_field}", path=f".{system_field}"
+                )
+        _check_encodable(row, f"Operation {i}")
+        idx = indexes.get(table)
+        if idx is None:
+            idx = indexes[table] = _fivetran_primary_key_index(dep, table)
+        writes.append(_FivetranWrite(table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
+
+    def apply(tx: Transaction, w: _FivetranWrite) -> None:
+        match = _one_match(tx.index_query(w.table, FIVETRAN_PRIMARY_KEY_INDEX, w.key, limit=2))
+        if w.operation == "Upsert":
+            if match is None:
+                tx.insert(w.table, w.row)
+            else:
+                tx.replace(match[0], w.row)
+        elif w.operation == "Update":
+            if match is None:
+                raise NotFoundError(
+                    "FivetranMissingUpdatedRow",
+                    "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
+                )
+            tx.patch(match[0], _fivetran_patch(match[1], w.row))
+        elif match is not None:  # HardDelete; no match is a successful no-op
+            tx.delete(match[0])
+
+    return _apply_each(dep, writes, apply)
+
+
+def fivetran_create_table(dep: Deployment, table_definition: Any, *, wait_timeout_s: float = 600.0) -> None:
+    """``POST fivetran_create_table`` (§10.4): every ``indexes`` entry becomes a system index (one
+    transaction), then block until ``_fivetran_by_primary_key`` has backfilled. Idempotent."""
+    definition = parse_table_definition(table_definition)
+    table = definition.table_name
+    planned: list[tuple[str, list[tuple[str, ...]]]] = []
+    for index in definition.indexes:
+        paths = [tuple(f.split(".")) for f in index.fields]
+        # The Rust connector sends `_creationTime` last although the index procedure rejects it (§13.1).
+        if paths and paths[-1] == (CREATION_TIME,):
+            paths.pop()
+        if not paths:
+            raise BadRequestError(
+                "EmptyIndex",
+                f'In table "{table}" index "{index.index_descriptor}" must have at least one field.',
+            )
+        _check_index_paths(paths)
+        planned.append((index.index_descriptor, paths))
+    with dep.transaction() as tx:
+        for name, paths in planned:
+            tx.add_index(table, name, [".".join(p) for p in paths], system=True)
+    if any(name == FIVETRAN_PRIMARY_KEY_INDEX for name, _ in planned) and not dep.wait_for_index(
+        table, FIVETRAN_PRIMARY_KEY_INDEX, timeout_s=wait_timeout_s
+    ):
+        raise RetriableError(
+            "IndexBackfillTimeout",
+            f"The index {table}.{FIVETRAN_PRIMARY_KEY_INDEX} is still backfilling. Retry the request later;"
+            " repeating it is safe.",
+        )
+
+
+def _delete_before_ms(delete_before: datetime) -> float:
+    """chrono's ``timestamp_millis()`` (floored milliseconds) as a Float64; naive datetimes are UTC."""
+    if delete_before.tzinfo is None:
+        delete_before = delete_before.replace(tzinfo=UTC)
+    return float((delete_before - _EPOCH) // timedelta(milliseconds=1))
+
+
+def _mark_soft_deleted(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document with ``fivetran.deleted = true`` (the ``fivetran`` object is created if missing or not an
+    object); system fields dropped for ``replace``."""
+    out = {k: v for k, v in doc.items() if k not in values.SYSTEM_FIELDS}
+    meta = out.get("fivetran")
+    out["fivetran"] = {**(meta if type(meta) is dict else {}), "deleted": True}
+    return out
+
+
+def fivetran_truncate_table(
+    dep: Deployment, table_name: str, delete_before: datetime | None, delete_type: str
+) -> ImportResult:
+    """``POST fivetran_truncate_table`` (§10.3)."""
+    if delete_type not in _DELETE_TYPES:
+        raise BadRequestError(
+            "BadJsonBody",
+            f"unknown deleteType {_rust_debug_str(delete_type)}, expected `SoftDelete` or `HardDelete`",
+        )
+    table = identifiers.valid_identifier_table(table_name)
+    hard = delete_type == "HardDelete"
+    if delete_before is None and hard:
+        info = dep.find_table(table)
+        count = 0 if info is None else dep.document_count(table)
+        clear_tables(dep, [table])  # atomic; creates the table if missing
+        return ImportResult(count, 1)
+    if dep.find_table(table) is None:
+        return ImportResult(0, 0)
+
+    idx = dep.index(table, FIVETRAN_SYNCED_INDEX)
+    if idx is None or not idx.is_system:
+        raise BadRequestError(
+            "MissingFivetranSyncedIndex",
+            f"The Fivetran synchronization index on the `{table}` table is missing. Something went wrong with"
+            " the Fivetran sync.",
+        )
+    if idx.fields not in _SYNCED_FIELDS:
+        raise BadRequestError(
+            "WrongFieldsInFivetranSyncedIndex",
+            f"The Fivetran synchronization index on the `{table}` has the wrong fields"
+            f" {_paths_display(idx.fields)}. Expected {_paths_display(_SYNCED_FIELDS[0])} or"
+            f" {_paths_display(_SYNCED_FIELDS[1])} Something went wrong with the Fivetran sync.",
+        )
+    cutoff = None if delete_before is None else _delete_before_ms(delete_before)
+    with_deleted = idx.fields == _SYNCED_FIELDS[0]
+    if not hard and not with_deleted:
+        # Soft-deleted documents stay in this index's range, so restarting the query would find them again.
+        return _soft_delete_by_scan(dep, table, cutoff)
+    return _truncate_range(dep, table, (False,) if with_deleted else (), cutoff, hard)
+
+
+def _truncate_range(
+    dep: Deployment, table: str, equal: tuple[Any, ...], cutoff: float | None, hard: bool
+) -> ImportResult:
+    """Delete / soft-delete the documents of the ``_fivetran_by_synced`` range, page by page. Every document
+    handled leaves the range (deleted, or no longer ``fivetran.deleted == false``), so each new page and each
+    new transaction simply restarts the query."""
+    less_than: Any = values.MISSING if cutoff is None else cutoff
+    # A page costs about two reads per document (index entry + document); keep several pages per transaction.
+    page_size = max(1, min(TRUNCATE_PAGE, dep.config.max_read_rows_per_transaction // 4))
+    page: list[tuple[str, dict[str, Any]]] = []
+    page_tx: Transaction | None = None
+
+    def step(tx: Transaction) -> bool:
+        nonlocal page, page_tx
+        if page_tx is not tx or not page:
+            page_tx = tx
+            page = tx.index_query(table, FIVETRAN_SYNCED_INDEX, equal, less_than=less_than, limit=page_size)
+            page.reverse()  # pop from the end in index order
+            if not page:
+                return False
+        doc_id, doc = page[-1]
+        if hard:
+            tx.delete(doc_id)
+        else:
+            tx.replace(doc_id, _mark_soft_deleted(doc))
+        page.pop()
+        return True
+
+    return _run_in_transactions(dep, step)
+
+
+def _in_synced_range(doc: Mapping[str, Any], cutoff: float | None) -> bool:
+    # The index orders by Convex value order, so compare the same way (a missing value sorts first).
+    return cutoff is None or values.compare_values(values.get_path(doc, _SYNCED_PATH), cutoff) < 0
+
+
+def _soft_delete_by_scan(dep: Deployment, table: str, cutoff: float | None) -> ImportResult:
+    """Soft truncate with the ``[fivetran.synced, _creationTime]`` index: the engine's index queries have no
+    lower bound, so walk the table at a snapshot in id order (the cursor) and re-check each document in the
+    writing transaction. Documents already soft-deleted are left alone (rewriting them changes nothing)."""
+    info = dep.find_table(table)
+    if info is None:
+        return ImportResult(0, 0)
+    snapshot = dep.read_timestamp()
+    committed = 0
+    transactions = 0
+    for batch in _id_batches(dep, info, snapshot, cutoff):
+        result = _apply_each(
+            dep, batch, lambda tx, doc_id: _soft_delete_one(tx, doc_id, cutoff), committed_before=committed
+        )
+        committed += result.records_committed
+        transactions += result.transactions
+    return ImportResult(committed, transactions)
+
+
+def _id_batches(dep: Deployment, info: TableInfo, snapshot: int, cutoff: float | None) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for document in dep.iter_snapshot(info, snapshot, page_size=SCAN_BATCH):
+        doc = document.value()
+        meta = doc.get("fivetran")
+        if _in_synced_range(doc, cutoff) and not (type(meta) is dict and meta.get("deleted") is True):
+            batch.append(document.id)
+            if len(batch) >= SCAN_BATCH:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _soft_delete_one(tx: Transaction, doc_id: str, cutoff: float | None) -> None:
+    doc = tx.get(doc_id)
+    if doc is None or not _in_synced_range(doc, cutoff):
+        return  # changed since the snapshot
+    new = _mark_soft_deleted(doc)
+    if new != {k: v for k, v in doc.items() if k not in values.SYSTEM_FIELDS}:
+        tx.replace(doc_id, new)
+
+
+def get_schema(dep: Deployment) -> dict[str, Any] | None:
+    """``GET get_schema`` (§10.5): the active ``DatabaseSchemaJson`` or None."""
+    schema = dep.get_schema()
+    return None if schema is None else schema.to_json()
