@@ -80,7 +80,9 @@ def main() -> None:
             base = by_case.get(baseline) if baseline else None
             ratio = r["rows_per_s"] / base["rows_per_s"] if base else None
             results.append((r, ratio))
-            print(f"{r['name']}: {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"{r['name']}: {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True
+            )
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -25,7 +25,6 @@ ID_VERSION = 0
 
 _RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _CROCKFORD = b"0123456789abcdefghjkmnpqrstvwxyz"
-_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD)
 _TO_RFC4648 = str.maketrans(_CROCKFORD.decode(), _RFC4648.decode())
 _ALPHABET_RE = re.compile(r"[0-9a-hjkmnp-tv-z]*", re.ASCII)
 
@@ -37,13 +36,28 @@ def encoded_len(n: int) -> int:
     return (n // 5) * 8 + (0, 2, 4, 5, 7)[n % 5]
 
 
-def base32_encode(data: bytes) -> str:
-    """Lower-case Crockford base32, no padding.
+# Every pair of base32 characters (10 bits): encoding looks up 10 bits at a time from one big integer,
+# which is several times faster than base64.b32encode (pure Python in 3.11) plus a translation.
+_PAIRS = [a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode()]
+_PLAN: dict[int, tuple[tuple[int, ...], int, int]] = {}
 
-    RFC 4648 base32 uses the same bit layout (5-byte groups, big-endian, last group zero-padded on the
-    right) and emits exactly ``encoded_len(n)`` significant characters before its ``=`` padding, so
-    translating its alphabet and deleting ``=`` gives the spec's encoding."""
-    return base64.b32encode(data).translate(_TO_CROCKFORD, b"=").decode("ascii")
+
+def base32_encode(data: bytes) -> str:
+    """Lower-case Crockford base32, no padding: 5-byte groups, big-endian, the last group zero-padded on
+    the right, cut to ``encoded_len(n)`` characters."""
+    n = len(data)
+    plan = _PLAN.get(n)
+    if plan is None:
+        pad = -n % 5
+        bits = (n + pad) * 8
+        plan = (tuple(range(bits - 10, -1, -10)), pad * 8, encoded_len(n))
+        if len(_PLAN) < 64:
+            _PLAN[n] = plan
+    shifts, pad_bits, keep = plan
+    v = int.from_bytes(data, "big") << pad_bits
+    pairs = _PAIRS
+    s = "".join([pairs[(v >> k) & 1023] for k in shifts])
+    return s if len(s) == keep else s[:keep]
 
 
 def _base32_decode(s: str) -> bytes:

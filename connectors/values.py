@@ -4,8 +4,10 @@ Representation (``shared/spec/values-and-ids.md`` §1): ``None`` = Null, ``bool`
 (``bool`` is not an Int64, so checks use ``type(x) is int``), ``float`` = Float64 (NaN payloads, ±inf and
 -0.0 preserved), ``str`` = String, ``bytes`` = Bytes, ``list`` = Array, ``dict[str, Value]`` = Object.
 
-Storage: a document is kept as its ``export_json`` text with sorted keys (orjson), plus flag bits saying
-which special values it contains, so that reads and wire conversion skip any tree walk in the common case.
+Storage: a document is kept as its ``convex_encoded_json`` text with sorted keys (orjson), plus flag bits
+saying which special values it contains (Int64, NaN/±inf, -0.0, Bytes). The encoded format is what real
+clients ask for, so exporting it is a byte copy; other formats and decoding walk the tree only when a flag
+says a special value is present.
 Pure functions, no I/O.
 """
 
@@ -435,6 +437,9 @@ def _remember_key(k: str) -> None:
         _GOOD_KEYS.add(k)
 
 
+_NEGZERO_B64: Final = _b64(_PACK_F64(-0.0))
+
+
 def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, dict[str, Any] | None]:
     """Validate ``d``; return (flags, storage replacement or None when ``d`` can be dumped as is)."""
     if depth > MAX_NESTING:
@@ -460,10 +465,16 @@ def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, 
                 out[k] = {"$float": _b64(_PACK_F64(v))}
             elif v == 0.0 and _copysign(1.0, v) < 0.0:
                 flags |= FLAG_NEGZERO
+                if out is None:
+                    out = dict(d)
+                out[k] = {"$float": _NEGZERO_B64}
         elif t is int:
             flags |= FLAG_INT
             if not INT64_MIN <= v <= INT64_MAX:
                 raise _Problem(_int_range_problem().message, [k])
+            if out is None:
+                out = dict(d)
+            out[k] = {"$integer": _b64(_PACK_I64(v))}
         elif t is dict:
             try:
                 f, r = _walk_object(v, depth + 1, False)
@@ -517,10 +528,16 @@ def _walk_list(a: list[Any], depth: int) -> tuple[int, list[Any] | None]:
                 out[i] = {"$float": _b64(_PACK_F64(v))}
             elif v == 0.0 and _copysign(1.0, v) < 0.0:
                 flags |= FLAG_NEGZERO
+                if out is None:
+                    out = list(a)
+                out[i] = {"$float": _NEGZERO_B64}
         elif t is int:
             flags |= FLAG_INT
             if not INT64_MIN <= v <= INT64_MAX:
                 raise _Problem(_int_range_problem().message, [i])
+            if out is None:
+                out = list(a)
+            out[i] = {"$integer": _b64(_PACK_I64(v))}
         elif t is dict:
             try:
                 f, r = _walk_object(v, depth + 1, False)
@@ -605,11 +622,14 @@ def encode_document(doc: dict[str, Value], *, allow_system_fields: bool = False)
 
 
 def _restore_object(d: dict[str, Any]) -> None:
-    """In place: turn storage ``{"$float"}``/``{"$bytes"}`` objects back into float/bytes."""
+    """In place: turn storage ``{"$integer"}``/``{"$float"}``/``{"$bytes"}`` objects back into values."""
     for k, v in d.items():
         t = type(v)
         if t is dict:
             if len(v) == 1:
+                if "$integer" in v:
+                    d[k] = _UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0]
+                    continue
                 if "$float" in v:
                     d[k] = _UNPACK_F64(binascii.a2b_base64(v["$float"]))[0]
                     continue
@@ -626,6 +646,9 @@ def _restore_list(a: list[Any]) -> None:
         t = type(v)
         if t is dict:
             if len(v) == 1:
+                if "$integer" in v:
+                    a[i] = _UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0]
+                    continue
                 if "$float" in v:
                     a[i] = _UNPACK_F64(binascii.a2b_base64(v["$float"]))[0]
                     continue
@@ -640,92 +663,86 @@ def _restore_list(a: list[Any]) -> None:
 def decode_document(body: bytes, flags: int) -> dict[str, Value]:
     """Inverse of :func:`encode_document`."""
     doc: dict[str, Any] = _loads(body)
-    if flags & (FLAG_NONFINITE | FLAG_BYTES):
+    if flags:
         _restore_object(doc)
     return doc
 
 
-_NEGZERO_ENCODED: Final = {"$float": _b64(_PACK_F64(-0.0))}
-
-
-def _export_to_encoded_object(d: dict[str, Any]) -> None:
-    # Storage `$float`/`$bytes` objects are already in encoded form (their values are strings).
-    for k, v in d.items():
-        t = type(v)
-        if t is int:
-            d[k] = {"$integer": _b64(_PACK_I64(v))}
-        elif t is float:
-            if v == 0.0 and _copysign(1.0, v) < 0.0:
-                d[k] = dict(_NEGZERO_ENCODED)
-        elif t is dict:
-            _export_to_encoded_object(v)
-        elif t is list:
-            _export_to_encoded_list(v)
-
-
-def _export_to_encoded_list(a: list[Any]) -> None:
-    for i, v in enumerate(a):
-        t = type(v)
-        if t is int:
-            a[i] = {"$integer": _b64(_PACK_I64(v))}
-        elif t is float:
-            if v == 0.0 and _copysign(1.0, v) < 0.0:
-                a[i] = dict(_NEGZERO_ENCODED)
-        elif t is dict:
-            _export_to_encoded_object(v)
-        elif t is list:
-            _export_to_encoded_list(v)
-
-
-def _nonfinite_name(b64: str) -> str:
-    f = _UNPACK_F64(binascii.a2b_base64(b64))[0]
-    return "NaN" if f != f else ("Infinity" if f > 0 else "-Infinity")
-
-
-def _export_to_clean_value(v: Any) -> Any:
-    """Return the clean-json form of a storage (export) sub-value; containers are updated in place."""
+def _encoded_to_export_value(v: Any) -> Any:
+    """The export-json form of a storage (encoded) sub-value; containers are updated in place."""
     t = type(v)
-    if t is int:
-        return str(v)
     if t is dict:
         if len(v) == 1:
+            if "$integer" in v:
+                return _UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0]
             if "$float" in v:
-                return _nonfinite_name(v["$float"])
+                f = _UNPACK_F64(binascii.a2b_base64(v["$float"]))[0]
+                return f if f == 0.0 else v  # -0.0 is a plain number in export; NaN/±inf stay $float
             if "$bytes" in v:
-                return v["$bytes"]  # same standard padded base64
+                return v
         for k, x in v.items():
             tx = type(x)
-            if tx is int or tx is dict or tx is list:
-                v[k] = _export_to_clean_value(x)
+            if tx is dict or tx is list:
+                v[k] = _encoded_to_export_value(x)
         return v
     if t is list:
         for i, x in enumerate(v):
             tx = type(x)
-            if tx is int or tx is dict or tx is list:
-                v[i] = _export_to_clean_value(x)
+            if tx is dict or tx is list:
+                v[i] = _encoded_to_export_value(x)
+        return v
+    return v
+
+
+_INF: Final = float("inf")
+
+
+def _float_name(f: float) -> Any:
+    if f != f:
+        return "NaN"
+    if f in (_INF, -_INF):
+        return "Infinity" if f > 0 else "-Infinity"
+    return f  # -0.0 is the number -0.0 in clean json
+
+
+def _encoded_to_clean_value(v: Any) -> Any:
+    """The clean-json form of a storage (encoded) sub-value; containers are updated in place."""
+    t = type(v)
+    if t is dict:
+        if len(v) == 1:
+            if "$integer" in v:
+                return str(_UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0])
+            if "$float" in v:
+                return _float_name(_UNPACK_F64(binascii.a2b_base64(v["$float"]))[0])
+            if "$bytes" in v:
+                return v["$bytes"]  # same standard padded base64
+        for k, x in v.items():
+            tx = type(x)
+            if tx is dict or tx is list:
+                v[k] = _encoded_to_clean_value(x)
+        return v
+    if t is list:
+        for i, x in enumerate(v):
+            tx = type(x)
+            if tx is dict or tx is list:
+                v[i] = _encoded_to_clean_value(x)
         return v
     return v
 
 
 def storage_to_wire(body: bytes, flags: int, fmt: ValueFormat) -> bytes:
-    """The stored document's JSON bytes in wire format ``fmt``, re-serialized only when needed."""
-    if fmt is ValueFormat.EXPORT:
+    """The stored document's JSON bytes in wire format ``fmt``, re-serialized only when needed.
+
+    Storage is ``convex_encoded_json`` with sorted keys, so the format real clients ask for most is the
+    stored bytes themselves."""
+    if fmt is ValueFormat.ENCODED or not flags:
         return body
-    if fmt is ValueFormat.ENCODED:
+    if fmt is ValueFormat.EXPORT:
         if not flags & (FLAG_INT | FLAG_NEGZERO):
             return body
-        doc = _loads(body)
-        _export_to_encoded_object(doc)
         # In-place edits keep the parsed (already sorted) key order, so no re-sort is needed.
-        return _dumps(doc)
-    if not flags & (FLAG_INT | FLAG_NONFINITE | FLAG_BYTES):
-        return body
-    doc = _loads(body)
-    for k, x in doc.items():
-        tx = type(x)
-        if tx is int or tx is dict or tx is list:
-            doc[k] = _export_to_clean_value(x)
-    return _dumps(doc)
+        return _dumps(_encoded_to_export_value(_loads(body)))
+    return _dumps(_encoded_to_clean_value(_loads(body)))
 
 
 # --- Field access ------------------------------------------------------------------------------------

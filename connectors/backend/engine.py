@@ -13,6 +13,7 @@ start above every value handed out.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -124,7 +125,7 @@ class IndexInfo:
 
 
 class Document(NamedTuple):
-    """A document as stored: ``body`` is its export_json bytes (see ``values``); decode on demand.
+    """A document as stored: ``body`` is its convex_encoded_json bytes (see ``values``); decode on demand.
     A tuple so that listing millions of documents costs little more than reading the rows."""
 
     internal_id: bytes
@@ -189,26 +190,38 @@ class _Catalog:
     tablets: Mapping[int, TableInfo]
     indexes: Mapping[int, IndexInfo]
 
+    # Lookup maps, built once per catalog version (catalogs are immutable; writes make a new one).
+
+    @functools.cached_property
+    def _by_path(self) -> dict[str, int]:
+        return {p: cid for cid, p in self.components.items()}
+
+    @functools.cached_property
+    def _active_by_name(self) -> dict[tuple[str, str], TableInfo]:
+        return {(t.component, t.name): t for t in self.tablets.values() if t.state != "deleted"}
+
+    @functools.cached_property
+    def _active_by_number(self) -> dict[tuple[str, int], TableInfo]:
+        return {(t.component, t.table_number): t for t in self.tablets.values() if t.state != "deleted"}
+
+    @functools.cached_property
+    def _indexes_by_tablet(self) -> dict[int, list[IndexInfo]]:
+        out: dict[int, list[IndexInfo]] = {}
+        for i in self.indexes.values():
+            out.setdefault(i.tablet, []).append(i)
+        return out
+
     def component_id(self, path: str) -> int | None:
-        for cid, p in self.components.items():
-            if p == path:
-                return cid
-        return None
+        return self._by_path.get(path)
 
     def active_table(self, component: str, name: str) -> TableInfo | None:
-        for t in self.tablets.values():
-            if t.name == name and t.component == component and t.state != "deleted":
-                return t
-        return None
+        return self._active_by_name.get((component, name))
 
     def active_by_number(self, component: str, number: int) -> TableInfo | None:
-        for t in self.tablets.values():
-            if t.table_number == number and t.component == component and t.state != "deleted":
-                return t
-        return None
+        return self._active_by_number.get((component, number))
 
     def indexes_of(self, tablet: int) -> list[IndexInfo]:
-        return [i for i in self.indexes.values() if i.tablet == tablet]
+        return self._indexes_by_tablet.get(tablet, [])
 
 
 def _index_info(row: IndexRow) -> IndexInfo:
@@ -629,26 +642,30 @@ class Deployment:
 
     def _backfill_step(self, idx: IndexInfo) -> None:
         cursor = self._backfill_cursors.get(idx.index_id, b"")
-        with self._tx_lock, self.persistence.write_transaction() as s:
-            current = self._catalog.indexes.get(idx.index_id)
-            if current is None or current.state != "backfilling":
-                return
-            rows = s.latest_live_page(idx.tablet, cursor, self.config.backfill_batch)
-            entries = []
-            for internal_id, _ts, flags, body in rows:
-                doc = values.decode_document(body, flags)
-                entries.append((idx.index_id, _index_key(idx, doc), internal_id))
-            s.add_index_entries(entries)
-            done = len(rows) < self.config.backfill_batch
+        with self._tx_lock:
+            with self.persistence.write_transaction() as s:
+                current = self._catalog.indexes.get(idx.index_id)
+                if current is None or current.state != "backfilling":
+                    return
+                rows = s.latest_live_page(idx.tablet, cursor, self.config.backfill_batch)
+                entries = []
+                for internal_id, _ts, flags, body in rows:
+                    doc = values.decode_document(body, flags)
+                    entries.append((idx.index_id, _index_key(idx, doc), internal_id))
+                s.add_index_entries(entries)
+                done = len(rows) < self.config.backfill_batch
+                if done:
+                    s.execute("UPDATE indexes SET state = ? WHERE index_id = ?", ("ready", idx.index_id))
+                else:
+                    self._backfill_cursors[idx.index_id] = rows[-1][0]
             if done:
-                s.execute("UPDATE indexes SET state = ? WHERE index_id = ?", ("ready", idx.index_id))
-            else:
-                self._backfill_cursors[idx.index_id] = rows[-1][0]
+                # Still under the writer lock: a transaction that began with the old catalog would
+                # otherwise put the index back to "backfilling" when it commits.
+                self._backfill_cursors.pop(idx.index_id, None)
+                indexes = dict(self._catalog.indexes)
+                indexes[idx.index_id] = replace(current, state="ready")
+                self._catalog = replace(self._catalog, indexes=indexes)
         if done:
-            self._backfill_cursors.pop(idx.index_id, None)
-            indexes = dict(self._catalog.indexes)
-            indexes[idx.index_id] = replace(current, state="ready")
-            self._catalog = replace(self._catalog, indexes=indexes)
             with self._index_ready:
                 self._index_ready.notify_all()
 
@@ -690,10 +707,6 @@ class Deployment:
         return total
 
 
-def _row_order(row: tuple) -> tuple[int, bytes]:
-    return (row[0], row[1])
-
-
 def _log_order(row: LogRow) -> tuple[int, int, bytes]:
     return (row[0], row[1], row[2])
 
@@ -705,20 +718,8 @@ def _index_key(idx: IndexInfo, doc: Mapping[str, Any]) -> bytes:
 # Transactions --------------------------------------------------------------------------------------
 
 
-class _Pending:
-    """A document written in this transaction: its newest revision and where it is buffered."""
-
-    __slots__ = ("deleted", "flags", "body", "doc", "row_index", "in_db_at_ts")
-
-    def __init__(
-        self, deleted: bool, flags: int, body: bytes | None, doc: dict | None, row_index: int | None
-    ) -> None:
-        self.deleted = deleted
-        self.flags = flags
-        self.body = body
-        self.doc = doc
-        self.row_index = row_index  # index into the buffered rows, None once flushed
-        self.in_db_at_ts = False  # a row with this transaction's ts exists in the database
+# A document written in this transaction: (deleted, flags, body, doc) of its newest revision.
+_PendingRev = tuple[bool, int, "bytes | None", "dict | None"]
 
 
 class Transaction:
@@ -733,7 +734,9 @@ class Transaction:
         self._cfg = deployment.config
         self._rows: list[tuple] = []
         self._supersede: list[tuple[int, int, bytes, int]] = []
-        self._pending: dict[tuple[int, bytes], _Pending] = {}
+        self._pending: dict[tuple[int, bytes], _PendingRev] = {}
+        # Where each not-yet-flushed document sits in ``_rows`` (cleared by every flush).
+        self._row_index: dict[tuple[int, bytes], int] = {}
         self._index_delta: dict[tuple[int, bytes, bytes], int] = {}
         self._shape: dict[int, dict[tuple[str, str], int]] = {}
         self._created_backfilling_index = False
@@ -747,7 +750,7 @@ class Transaction:
     # -- limits -------------------------------------------------------------------------------------
 
     def _count_write(self, size: int) -> None:
-        if self.writes + 1 > self._cfg.max_writes_per_transaction:
+        if self.writes >= self._cfg.max_writes_per_transaction:
             raise TransactionLimitError(
                 f"Too many writes in one transaction (limit {self._cfg.max_writes_per_transaction})."
             )
@@ -1032,7 +1035,7 @@ class Transaction:
         """``(deleted, flags, body, doc)`` of the newest revision, including this transaction's."""
         p = self._pending.get((tablet, internal_id))
         if p is not None:
-            return (p.deleted, p.flags, p.body, p.doc)
+            return p
         row = self._s.latest(tablet, internal_id)
         if row is None:
             return None
@@ -1053,13 +1056,17 @@ class Transaction:
 
     def insert(self, table: str, document: Mapping[str, Any], component: str = "") -> str:
         """Insert a new document into an existing table; returns its ``_id``."""
-        info = self._table(table, component)
-        if not isinstance(document, Mapping):
-            raise InvalidValueError("A document must be an object")
-        for key in ("_id", CREATION_TIME):
-            if key in document:
-                raise InvalidValueError(f"Cannot set the system field {key} on insert", path=f".{key}")
-        internal = ids.new_internal_id()
+        info = self._catalog.active_table(component, table)
+        if info is None:
+            raise TableNotFoundError(table, component)
+        if type(document) is not dict:
+            if not isinstance(document, Mapping):
+                raise InvalidValueError("A document must be an object")
+            document = dict(document)
+        if "_id" in document or CREATION_TIME in document:
+            key = "_id" if "_id" in document else CREATION_TIME
+            raise InvalidValueError(f"Cannot set the system field {key} on insert", path=f".{key}")
+        internal = ids.new_internal_id(self.creation_time)
         doc_id = ids.encode_id(info.table_number, internal)
         doc = {"_id": doc_id, CREATION_TIME: self.creation_time, **document}
         self._write(info, internal, doc, expect_new=True, check_exists=False)
@@ -1140,14 +1147,15 @@ class Transaction:
         key = (info.tablet, internal)
         if doc is not None:
             encoded = values.encode_document(doc)
-            self._validate_schema(info, doc)
+            if self._schema is not None:
+                self._validate_schema(info, doc)
             body, flags, size = encoded.body, encoded.flags, encoded.size
         else:
             body, flags, size = None, 0, 0
+        pending = self._pending.get(key)
         if expect_new:
-            pending = self._pending.get(key)
             if pending is not None:
-                current = (pending.deleted, pending.flags, pending.body, pending.doc)
+                current = pending
             elif check_exists:
                 # A generated id has 14 random bytes: a collision is not worth a read per insert,
                 # but an id given by the caller (backup import) may exist or be a tombstone.
@@ -1177,12 +1185,13 @@ class Transaction:
                     delta[k] = delta.get(k, 0) + 1
 
         deleted = doc is None
-        pending = self._pending.get(key)
+        self._pending[key] = (deleted, flags, body, doc)
+        row = (info.tablet, internal, self.ts, int(deleted), flags, body)
         if pending is not None:
             # Rewriting a document already written in this transaction: same ts, so update in place.
-            pending.deleted, pending.flags, pending.body, pending.doc = deleted, flags, body, doc
-            if pending.row_index is not None:
-                self._rows[pending.row_index] = (info.tablet, internal, self.ts, int(deleted), flags, body)
+            at = self._row_index.get(key)
+            if at is not None:
+                self._rows[at] = row
             else:
                 self._s.execute(
                     "UPDATE revisions SET deleted = ?, flags = ?, body = ? WHERE tablet = ? AND id = ? AND ts = ?",
@@ -1193,8 +1202,8 @@ class Transaction:
             prev = self._s.latest(info.tablet, internal)
             if prev is not None:
                 self._supersede.append((self.ts, info.tablet, internal, prev[0]))
-        self._pending[key] = _Pending(deleted, flags, body, doc, len(self._rows))
-        self._rows.append((info.tablet, internal, self.ts, int(deleted), flags, body))
+        self._row_index[key] = len(self._rows)
+        self._rows.append(row)
 
     # -- commit -------------------------------------------------------------------------------------
 
@@ -1202,13 +1211,10 @@ class Transaction:
         """Write buffered rows so that SQL reads on this connection see them."""
         if self._rows:
             # Appending in (table, id) order keeps each transaction's rows in change-log order.
-            self._rows.sort(key=_row_order)
+            self._rows.sort()
             self._s.insert_revisions(self._rows)
             self._rows = []
-            for p in self._pending.values():
-                if p.row_index is not None:
-                    p.row_index = None
-                    p.in_db_at_ts = True
+            self._row_index = {}
         if self._supersede:
             self._s.supersede(self._supersede)
             self._supersede = []

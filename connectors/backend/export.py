@@ -1,7 +1,7 @@
 """Streaming export on top of the engine: list_snapshot, document_deltas, json_schemas and
 get_table_column_names exactly as ``shared/spec/streaming-export.md`` describes them, independent of HTTP.
 
-Pages are produced directly as wire bytes: a stored document is already export_json with sorted keys, so
+Pages are produced directly as wire bytes: a stored document is already convex_encoded_json with sorted keys, so
 in most formats its bytes are spliced behind the metadata keys without being decoded (see
 ``values.storage_to_wire``).
 """

@@ -326,8 +326,8 @@ def test_storage_round_trip(doc: dict[str, Any]) -> None:
     assert enc.size == len(enc.body)
     assert enc.flags == expected_flags(doc)
     assert same(decode_document(enc.body, enc.flags), doc)
-    # Storage bytes are the export format with sorted keys; conversions match the generic encoders.
-    assert enc.body == wire_bytes(doc, ValueFormat.EXPORT)
+    # Storage bytes are the encoded format with sorted keys; conversions match the generic encoders.
+    assert enc.body == wire_bytes(doc, ValueFormat.ENCODED)
     for fmt in ValueFormat:
         assert storage_to_wire(enc.body, enc.flags, fmt) == wire_bytes(doc, fmt)
 
@@ -357,20 +357,31 @@ def test_flags(doc: dict[str, Any], flags: int) -> None:
 
 
 def test_storage_wire_shortcuts() -> None:
+    plain = encode_document({"_id": "abc", "_creationTime": 1686799242010.5, "x": 1.5, "s": "t"})
+    assert plain.flags == 0
+    for fmt in ValueFormat:
+        assert storage_to_wire(plain.body, plain.flags, fmt) is plain.body
     enc = encode_document({"_id": "abc", "_creationTime": 1686799242010.5, "x": 1.5, "z": -0.0})
     assert enc.flags == FLAG_NEGZERO
-    assert storage_to_wire(enc.body, enc.flags, ValueFormat.EXPORT) is enc.body
-    assert storage_to_wire(enc.body, enc.flags, ValueFormat.JSON) is enc.body
-    assert storage_to_wire(enc.body, enc.flags, ValueFormat.ENCODED) == (
-        b'{"_creationTime":1686799242010.5,"_id":"abc","x":1.5,"z":{"$float":"AAAAAAAAAIA="}}'
+    assert storage_to_wire(enc.body, enc.flags, ValueFormat.ENCODED) is enc.body
+    assert enc.body == b'{"_creationTime":1686799242010.5,"_id":"abc","x":1.5,"z":{"$float":"AAAAAAAAAIA="}}'
+    assert storage_to_wire(enc.body, enc.flags, ValueFormat.EXPORT) == (
+        b'{"_creationTime":1686799242010.5,"_id":"abc","x":1.5,"z":-0.0}'
+    )
+    assert storage_to_wire(enc.body, enc.flags, ValueFormat.JSON) == (
+        b'{"_creationTime":1686799242010.5,"_id":"abc","x":1.5,"z":-0.0}'
     )
     enc = encode_document({"year": 2014, "make": "Honda", "b": b"\x00\x10\x83", "n": [NAN]})
     assert storage_to_wire(enc.body, enc.flags, ValueFormat.JSON) == (
         b'{"b":"ABCD","make":"Honda","n":["NaN"],"year":"2014"}'
     )
-    assert storage_to_wire(enc.body, enc.flags, ValueFormat.ENCODED) == (
+    assert storage_to_wire(enc.body, enc.flags, ValueFormat.ENCODED) is enc.body
+    assert enc.body == (
         b'{"b":{"$bytes":"ABCD"},"make":"Honda","n":[{"$float":"AAAAAAAA+H8="}],'
         b'"year":{"$integer":"3gcAAAAAAAA="}}'
+    )
+    assert storage_to_wire(enc.body, enc.flags, ValueFormat.EXPORT) == (
+        b'{"b":{"$bytes":"ABCD"},"make":"Honda","n":[{"$float":"AAAAAAAA+H8="}],"year":2014}'
     )
 
 

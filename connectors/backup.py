@@ -1,0 +1,1089 @@
+"""Import and export of the Convex backup ZIP (``npx convex export``, the dashboard's "Download backup",
+read by ``npx convex import``), on a local :class:`~connectors.backend.engine.Deployment`.
+
+Format facts, from the public repository ``get-convex/convex-backend`` (paths below are in it):
+
+Layout (``crates/application/src/exports/mod.rs``: ``construct_zip_snapshot``, ``write_tables_table``,
+``write_table``, ``get_export_path_prefix``; ``crates/application/src/exports/zip_uploader.rs``;
+``crates/application/src/exports/tests.rs``):
+
+* ``README.md`` is written first (a short human-readable note; importers ignore it).
+* Every component, the root included and even when it has no tables, gets
+  ``<prefix>_tables/documents.jsonl``: one line ``{"name": <table>, "id": <table number>}`` per active user
+  table of that component, in table-number order.
+* Every active user table gets ``<prefix><table>/generated_schema.jsonl`` and
+  ``<prefix><table>/documents.jsonl`` (one document per line, each line ending in ``\\n``), empty tables
+  included. Convex orders tables small to large; order carries no meaning.
+* ``<prefix>`` is ``""`` for the root component and ``_components/<name>/`` per path segment otherwise,
+  nested: ``_components/a/_components/b/messages/documents.jsonl``.
+* Entries are Deflate-compressed with unix permissions 0o644.
+* Only when file storage is included (``exports/export_storage.rs``): ``<prefix>_storage/documents.jsonl``
+  (lines ``{_id, _creationTime, sha256, size, contentType, internalId}``) and each file as
+  ``<prefix>_storage/<id>[.<guessed extension>]``. System tables are not exported otherwise.
+* The download is named ``snapshot_{ts}.zip``, ``ts`` the snapshot's Unix time in nanoseconds
+  (``npm-packages/docs/docs/database/backup-restore.mdx``).
+
+Value encoding. Current exports (``crates/value/src/export.rs``: ``ValueFormat::ConvexExportJSON``,
+``export_clean_lossless`` / ``from_clean_lossless``) are lossless:
+
+* Int64 is a plain JSON integer; a finite Float64 is a JSON number that always has a ``.`` or an exponent
+  (``123.0``, ``-0.0``, ``1e16``); NaN and ±inf are ``{"$float": base64 of the 8 little-endian bytes}``
+  (NaN payload kept); Bytes are ``{"$bytes": base64}``; null/bool/string/array/object are plain JSON.
+* Reading: an integer token that fits in i64 is an Int64, any other number a Float64 (serde_json also reads
+  ``-0`` and integers outside i64 as floats); an object whose key starts with ``$`` is the internal form.
+* ``generated_schema.jsonl`` is the single line ``"uniform"``, meaning "documents are ConvexExportJSON"
+  (``crates/shape_inference/src/export_context.rs``: ``GeneratedSchema::Uniform`` and ``serialize``;
+  ``crates/application/src/snapshot_import/parse.rs``: ``parse_generated_schema``). Seen in the wild in
+  issue get-convex/convex-backend#400 (2026-03): older self-hosted backends fail on these exports with
+  ``cannot parse <table>/generated_schema.jsonl: unexpected token at 'uniform'``.
+
+Legacy exports (``GeneratedSchema::LegacyInferred``, still read by Convex's importer):
+
+* Documents are ``ConvexCleanJSON`` (``export.rs`` ``export_clean``): Int64 as a decimal string, NaN as
+  ``"NaN"``, ±inf as ``"Infinity"``/``"-Infinity"``, Bytes as a base64 string; every JSON number is read as a
+  Float64.
+* The first line of ``generated_schema.jsonl`` is a JSON string holding the table's inferred shape in the
+  syntax of ``crates/shape_inference/src/pretty.rs`` (``{"_id": id<10001>, "n": int64 | string}``,
+  ``array<..>``, ``record<k, v>``, ``"literal"``, ``unknown`` ...). Each further line is
+  ``{"<document id>": <export context>}`` for a document whose strings the shape does not disambiguate; an
+  export context is ``"infer" | "int64" | "float64inf" | "bytes" | {"$float64NaN": base64 LE} | [ctx, ...] |
+  {field: ctx}`` (``export_context.rs``: ``From<ExportContext> for JsonValue``, decoding rules in
+  ``ExportContext::apply``; an unambiguous shape decides by itself).
+* A table without ``generated_schema.jsonl`` is decoded with the ``unknown`` shape: numbers become Float64,
+  strings stay strings (``GeneratedSchema::apply`` with no schema).
+
+Import (``crates/application/src/snapshot_import/parse.rs`` and ``mod.rs``):
+
+* Entries are matched by ``^(.*/)?([^/]+)/documents\\.jsonl$`` (and ``generated_schema``); component
+  folders ``_components/<name>/`` are peeled off the prefix from the right, anything before them is ignored.
+  System tables other than ``_tables`` and ``_storage`` are skipped.
+* ``_tables`` gives each table's number; without it the number comes from the first document's ``_id``.
+  Documents keep ``_id`` and ``_creationTime``; missing ones are chosen during import
+  (``npm-packages/docs/docs/database/import-export/import.mdx``).
+* Modes: RequireEmpty fails with TableExists if a table has documents; Replace; Append; ReplaceAll.
+  Documents are inserted in batches bounded by half the transaction limits. Convex's import is atomic
+  (tables stay hidden until the end) except for append; ours commits batch by batch, see below.
+
+Not confirmed:
+
+* That today's exporter writes exactly ``"uniform"\\n`` for every table: the stored copy of
+  ``zip_uploader.rs`` is older (it writes the legacy shape); inferred from ``GeneratedSchema::serialize``,
+  the importer and issue #400.
+* Key order inside ``_tables`` lines (depends on serde_json's ``preserve_order``); readers do not care.
+* Float spelling: serde_json/ryu writes ``1e16`` where orjson writes ``1e+16``; both are JSON numbers that
+  serde_json reads as f64, but this was not run against a real Convex importer. Likewise our
+  ``documents.jsonl`` entries carry zip64 local headers (their size is unknown up front); Convex's reader
+  (rc_zip) supports zip64, untested.
+* The shape syntax writes Float64 ``-0.0`` as ``-0`` but the stored parser lacks it; we accept it.
+  Legacy ``set``/``map`` values are not supported (our values have no Set/Map).
+
+Our choices: export writes the current format (``"uniform"`` + ConvexExportJSON, converted from storage by
+``values.storage_to_wire``) and reads both. File storage is not supported: ``_storage`` entries are skipped
+with a note in the summary. A component whose ``_tables`` lists no table is not created on import (the
+engine creates components with their first table). An import commits in batches, so one that fails midway
+leaves the tables it prepared and the batches it committed; the error says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final, Literal, TypeAlias
+
+import orjson
+
+from connectors import identifiers, ids, values
+from connectors.backend.engine import CREATION_TIME, Deployment, TableInfo, Transaction
+from connectors.errors import BadRequestError, ConvexError, InvalidValueError, TransactionLimitError
+
+__all__ = [
+    "BackupImportError",
+    "BackupSummary",
+    "BackupTable",
+    "ImportMode",
+    "ProgressCallback",
+    "entry_prefix",
+    "export_backup",
+    "import_backup",
+]
+
+ProgressCallback: TypeAlias = Callable[[str, int], None]
+"""``(table label, documents done so far)``; the label is the table name, ``component:table`` outside the
+root component."""
+
+ImportMode: TypeAlias = Literal["create", "replace", "append"]
+
+PathOrFile: TypeAlias = str | os.PathLike[str] | IO[bytes]
+
+TABLES_TABLE: Final = "_tables"
+STORAGE_TABLE: Final = "_storage"
+UNIFORM_SCHEMA: Final = b'"uniform"\n'
+DEFAULT_BATCH_SIZE: Final = 2000
+
+README_TEXT: Final = """# Convex snapshot export
+
+This ZIP file holds a consistent snapshot of the tables of a Convex deployment.
+
+- `<table>/documents.jsonl`: the table's documents, one JSON object per line.
+- `<table>/generated_schema.jsonl`: how values are encoded ("uniform": Int64 is a JSON integer, Float64
+  always has a decimal point or an exponent, NaN/Infinity are {"$float": ...}, bytes are {"$bytes": ...}).
+- `_tables/documents.jsonl`: each table's name and table number.
+- `_components/<name>/...`: the same layout for each component.
+
+Restore it with `npx convex import <file>.zip` or `convex-connectors import`.
+"""
+
+_ZIP_PERMISSIONS: Final = 0o644
+# What reading a damaged archive raises (bad CRC, bad deflate stream, truncated entry).
+_ZIP_DAMAGE: Final = (zipfile.BadZipFile, zlib.error, EOFError)
+_EXPORT: Final = values.ValueFormat.EXPORT
+_WRITE_CHUNK: Final = 1 << 20
+
+# Entry names, as the Convex importer matches them.
+_DOCUMENTS_RE: Final = re.compile(r"^(.*/)?([^/]+)/documents\.jsonl$")
+_SCHEMA_RE: Final = re.compile(r"^(.*/)?([^/]+)/generated_schema\.jsonl$")
+_COMPONENT_RE: Final = re.compile(r"^(.*/)?_components/([^/]+)/$")
+_STORAGE_FILE_RE: Final = re.compile(r"(.*/)?_storage/([^/.]+)(?:\.[^/]+)?$")
+
+
+# --- Public types --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupTable:
+    component: str  # "" = root, else "/"-joined component path
+    name: str
+    table_number: int | None
+    documents: int
+
+    @property
+    def label(self) -> str:
+        return table_label(self.component, self.name)
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """What an export wrote or an import read. ``snapshot_ts`` is the export's read timestamp (None for
+    an import); ``path`` is the file written by an export to a path; ``notes`` list skipped content."""
+
+    snapshot_ts: int | None
+    tables: tuple[BackupTable, ...]
+    notes: tuple[str, ...] = ()
+    path: str | None = None
+
+    @property
+    def documents(self) -> dict[str, int]:
+        """Documents per table label."""
+        return {t.label: t.documents for t in self.tables}
+
+    @property
+    def total_documents(self) -> int:
+        return sum(t.documents for t in self.tables)
+
+
+class BackupImportError(BadRequestError):
+    """The backup cannot be imported. ``entry``/``line`` locate the problem; ``committed_documents`` counts
+    documents that earlier transactions of this import already committed (they stay)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entry: str | None = None,
+        line: int | None = None,
+        committed_documents: int = 0,
+        code: str = "InvalidBackup",
+    ) -> None:
+        where = ""
+        if entry is not None:
+            where = f"{entry}" + (f" line {line}" if line is not None else "") + ": "
+        super().__init__(code, where + message)
+        self.entry = entry
+        self.line = line
+        self.committed_documents = committed_documents
+
+
+def table_label(component: str, name: str) -> str:
+    return name if component == "" else f"{component}:{name}"
+
+
+def entry_prefix(component: str) -> str:
+    """The folder of a component's tables inside the ZIP: ``""`` or ``_components/a/_components/b/``."""
+    if component == "":
+        return ""
+    return "".join(f"_components/{segment}/" for segment in component.split("/"))
+
+
+# --- Export --------------------------------------------------------------------------------------------
+
+
+def export_backup(
+    dep: Deployment, path_or_file: PathOrFile, *, progress: ProgressCallback | None = None
+) -> BackupSummary:
+    """Write every user table of every component, as of one read timestamp, as a Convex backup ZIP.
+
+    ``path_or_file`` is a file path (written to ``<path>.partial`` first, then renamed, so a failed export
+    leaves no truncated backup behind), an existing directory (``snapshot_<ts>.zip`` is created in it), or a
+    binary file object (seekable or not). Documents are streamed page by page into their ZIP entries."""
+    ts = dep.read_timestamp()
+    if isinstance(path_or_file, str | os.PathLike):
+        target = Path(path_or_file)
+        if target.is_dir():
+            target = target / f"snapshot_{ts}.zip"
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with open(partial, "wb") as f:
+                tables = _write_zip(dep, f, ts, progress)
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return BackupSummary(ts, tables, path=str(target))
+    return BackupSummary(ts, _write_zip(dep, path_or_file, ts, progress))
+
+
+def _zip_info(name: str, ts: int) -> zipfile.ZipInfo:
+    when = datetime.fromtimestamp(ts / 1e9, UTC)
+    info = zipfile.ZipInfo(name, date_time=(max(when.year, 1980), *when.timetuple()[1:6]))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3  # unix, so that the permission bits mean something
+    info.external_attr = _ZIP_PERMISSIONS << 16
+    return info
+
+
+def _write_zip(
+    dep: Deployment, out: IO[bytes], ts: int, progress: ProgressCallback | None
+) -> tuple[BackupTable, ...]:
+    # Tables as of the snapshot: one dropped after `ts` is still exported, one created after is not.
+    tables = sorted(
+        (t for t in dep.tables_at(ts) if t.state != "hidden" and not identifiers.is_system_name(t.name)),
+        key=lambda t: (t.component, t.name),
+    )
+    components = sorted(set(dep.components()) | {t.component for t in tables})
+    written: list[BackupTable] = []
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(_zip_info("README.md", ts), README_TEXT.encode())
+        for component in components:
+            own = sorted((t for t in tables if t.component == component), key=lambda t: t.table_number)
+            lines = b"".join(orjson.dumps({"name": t.name, "id": t.table_number}) + b"\n" for t in own)
+            zf.writestr(_zip_info(entry_prefix(component) + f"{TABLES_TABLE}/documents.jsonl", ts), lines)
+        for table in tables:
+            written.append(_write_table(dep, zf, table, ts, progress))
+    return tuple(written)
+
+
+def _write_table(
+    dep: Deployment, zf: zipfile.ZipFile, table: TableInfo, ts: int, progress: ProgressCallback | None
+) -> BackupTable:
+    folder = entry_prefix(table.component) + table.name
+    zf.writestr(_zip_info(f"{folder}/generated_schema.jsonl", ts), UNIFORM_SCHEMA)
+    label = table_label(table.component, table.name)
+    done = 0
+    # storage_to_wire re-serializes only documents with special values; keys stay sorted. Its results are
+    # copied into one bounded buffer right away (orjson's output buffers are much larger than the JSON).
+    # zip64 because the entry's size is not known before it is written.
+    buf = bytearray()
+    with zf.open(_zip_info(f"{folder}/documents.jsonl", ts), "w", force_zip64=True) as w:
+        for page in dep.iter_snapshot_pages(table, ts):
+            for _id, _ts, flags, body in page.rows:
+                buf += values.storage_to_wire(body, flags, _EXPORT)
+                buf += b"\n"
+                if len(buf) >= _WRITE_CHUNK:
+                    w.write(buf)
+                    buf.clear()
+            done += len(page.rows)
+            if progress is not None:
+                progress(label, done)
+        w.write(buf)
+    if progress is not None and done == 0:
+        progress(label, 0)
+    return BackupTable(table.component, table.name, table.table_number, done)
+
+
+# --- Reading the ZIP -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _TablePlan:
+    component: str
+    name: str
+    documents_entry: str | None = None
+    schema_entry: str | None = None
+    listed_number: int | None = None  # from _tables
+    number: int | None = None  # the number the imported table must have (None: any)
+    action: str = ""  # "keep" | "clear" | "recreate" | "create"
+
+    @property
+    def label(self) -> str:
+        return table_label(self.component, self.name)
+
+
+@dataclass
+class _Layout:
+    tables: dict[tuple[str, str], _TablePlan] = field(default_factory=dict)
+    tables_entries: dict[str, str] = field(default_factory=dict)  # component -> _tables entry
+    notes: list[str] = field(default_factory=list)
+
+
+def _component_of(prefix: str, entry: str) -> str:
+    names: list[str] = []
+    while (m := _COMPONENT_RE.match(prefix)) is not None:
+        names.append(m.group(2))
+        prefix = m.group(1) or ""
+    path = "/".join(reversed(names))
+    try:
+        return identifiers.check_component_path(path)
+    except ConvexError as e:
+        raise BackupImportError(e.message, entry=entry) from None
+
+
+def _scan(zf: zipfile.ZipFile) -> _Layout:
+    layout = _Layout()
+    skipped_system: dict[str, int] = {}
+    storage_files = 0
+    other = 0
+    for info in zf.infolist():
+        name = info.filename
+        if info.is_dir() or name.rsplit("/", 1)[-1] == "README.md":
+            continue
+        m = _DOCUMENTS_RE.match(name)
+        kind = "documents"
+        if m is None:
+            m = _SCHEMA_RE.match(name)
+            kind = "schema"
+        if m is None:
+            if _STORAGE_FILE_RE.search(name):
+                storage_files += 1
+            else:
+                other += 1
+            continue
+        component = _component_of(m.group(1) or "", name)
+        table = m.group(2)
+        if table == TABLES_TABLE:
+            if kind == "documents":
+                _set_once(layout.tables_entries, component, name)
+            continue
+        if identifiers.is_system_name(table):
+            if kind == "documents":
+                skipped_system[table] = skipped_system.get(table, 0) + 1
+            continue
+        try:
+            identifiers.check_table_name(table)
+        except ConvexError as e:
+            raise BackupImportError(e.message, entry=name) from None
+        plan = layout.tables.setdefault((component, table), _TablePlan(component, table))
+        if kind == "documents":
+            if plan.documents_entry is not None:
+                raise BackupImportError(f"duplicate entry for table {plan.label}", entry=name)
+            plan.documents_entry = name
+        else:
+            if plan.schema_entry is not None:
+                raise BackupImportError(f"duplicate entry for table {plan.label}", entry=name)
+            plan.schema_entry = name
+    for table, n in sorted(skipped_system.items()):
+        if table == STORAGE_TABLE:
+            layout.notes.append(
+                f"skipped _storage metadata in {n} component(s) and {storage_files} stored file(s): "
+                "file storage is not supported"
+            )
+        else:
+            layout.notes.append(f"skipped system table {table} ({n} entries)")
+    if storage_files and STORAGE_TABLE not in skipped_system:
+        layout.notes.append(f"skipped {storage_files} stored file(s): file storage is not supported")
+    if other:
+        layout.notes.append(f"ignored {other} unrecognized entries")
+    return layout
+
+
+def _set_once(d: dict[str, str], key: str, entry: str) -> None:
+    if key in d:
+        raise BackupImportError("duplicate _tables entry for the same component", entry=entry)
+    d[key] = entry
+
+
+_NEG_ZERO_INT_RE: Final = re.compile(rb"-0(?![0-9.eE])")
+
+
+def _convex_int(token: str) -> int | float:
+    # serde_json reads `-0` and integers outside i64 as floats.
+    if token == "-0":
+        return -0.0
+    n = int(token)
+    return n if values.INT64_MIN <= n <= values.INT64_MAX else float(n)
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def _load_json(raw: bytes) -> Any:
+    """Parse one JSON line with Convex's number rules (orjson reads `-0` as the integer 0)."""
+    if _NEG_ZERO_INT_RE.search(raw) is None:
+        return orjson.loads(raw)
+    return json.loads(raw.decode("utf-8"), parse_int=_convex_int, parse_constant=_reject_constant)
+
+
+def _iter_lines(zf: zipfile.ZipFile, entry: str) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based numbers; never holds more than one line."""
+    with zf.open(entry) as f:
+        for lineno, raw in enumerate(f, start=1):
+            if raw.strip():
+                yield lineno, raw
+
+
+def _parse_line(raw: bytes, entry: str, lineno: int) -> Any:
+    try:
+        return _load_json(raw)
+    except (orjson.JSONDecodeError, json.JSONDecodeError) as e:
+        column = getattr(e, "colno", None)
+        at = f" (column {column})" if column else ""
+        raise BackupImportError(f"not valid JSON{at}", entry=entry, line=lineno) from None
+    except (UnicodeDecodeError, ValueError):
+        raise BackupImportError("not valid JSON", entry=entry, line=lineno) from None
+
+
+def _read_tables_entry(zf: zipfile.ZipFile, entry: str) -> list[tuple[str, int, int]]:
+    """``(name, table number, line)`` for each line of a ``_tables/documents.jsonl``."""
+    out = []
+    for lineno, raw in _iter_lines(zf, entry):
+        obj = _parse_line(raw, entry, lineno)
+        if type(obj) is not dict:
+            raise BackupImportError("expected a JSON object", entry=entry, line=lineno)
+        name, number = obj.get("name"), obj.get("id")
+        if type(name) is not str:
+            raise BackupImportError('table requires a string "name"', entry=entry, line=lineno)
+        try:
+            identifiers.check_table_name(name)
+        except ConvexError as e:
+            raise BackupImportError(e.message, entry=entry, line=lineno) from None
+        if type(number) is float and number.is_integer():
+            number = int(number)
+        if type(number) is not int or not 0 < number <= ids.MAX_TABLE_NUMBER:
+            raise BackupImportError(
+                f'table {name} requires an "id" (table number) between 1 and {ids.MAX_TABLE_NUMBER}',
+                entry=entry,
+                line=lineno,
+            )
+        out.append((name, number, lineno))
+    return out
+
+
+def _first_document_number(zf: zipfile.ZipFile, entry: str) -> int | None:
+    """The table number in the first document's ``_id`` (how Convex numbers tables without _tables)."""
+    for _lineno, raw in _iter_lines(zf, entry):
+        try:
+            obj = _load_json(raw)
+            return ids.decode_id(obj["_id"])[0] if type(obj) is dict else None
+        except Exception:  # a bad first line is reported, with its location, when it is imported
+            return None
+    return None
+
+
+# --- Decoding documents --------------------------------------------------------------------------------
+
+
+class _DecodeProblem(Exception):
+    """A value in a line cannot be decoded; the message never quotes the value."""
+
+
+Decoder: TypeAlias = Callable[[Any], "dict[str, values.Value]"]
+
+
+def _big_ints_to_float(v: Any) -> Any:
+    if type(v) is int:
+        return v if values.INT64_MIN <= v <= values.INT64_MAX else float(v)
+    if type(v) is list:
+        return [_big_ints_to_float(x) for x in v]
+    if type(v) is dict:
+        return {k: _big_ints_to_float(x) for k, x in v.items()}
+    return v
+
+
+def _decode_uniform(obj: Any) -> dict[str, values.Value]:
+    if type(obj) is not dict:
+        raise _DecodeProblem("expected a JSON object")
+    try:
+        doc = values.from_export_json(obj)
+    except InvalidValueError as e:
+        if "Int64 range" not in e.message:
+            raise
+        # Convex reads integers beyond i64 as Float64.
+        doc = values.from_export_json(_big_ints_to_float(obj))
+    if type(doc) is not dict:  # e.g. a line that is a lone {"$bytes": ...}
+        raise _DecodeProblem("expected a JSON object")
+    return doc
+
+
+# Legacy shapes: tuples whose first item is the kind. ("object", {field: shape}), ("array", elem),
+# ("record", key, value), ("set", elem), ("map", key, value), ("union", (shape, ...)), else (kind,).
+Shape: TypeAlias = tuple[Any, ...]
+
+_SHAPE_UNITS: Final = (
+    "never",
+    "null",
+    "int64",
+    "float64",
+    "-inf",
+    "inf",
+    "NaN",
+    "normalfloat64",
+    "boolean",
+    "field_name",
+    "string",
+    "bytes",
+    "unknown",
+    "-0",
+)
+_UNKNOWN: Final[Shape] = ("unknown",)
+
+
+class _ShapeParser:
+    """Parses the shape syntax of ``shape_inference/src/pretty.rs`` (the inverse of its Display)."""
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+
+    def parse(self) -> Shape:
+        shape = self.union()
+        if self.i != len(self.s):
+            raise _DecodeProblem(f"cannot parse the shape at character {self.i}")
+        return shape
+
+    def expect(self, token: str) -> None:
+        if not self.s.startswith(token, self.i):
+            raise _DecodeProblem(f"cannot parse the shape at character {self.i}: expected {token!r}")
+        self.i += len(token)
+
+    def until(self, token: str) -> str:
+        j = self.s.find(token, self.i)
+        if j < 0:
+            raise _DecodeProblem(f"cannot parse the shape at character {self.i}: expected {token!r}")
+        out = self.s[self.i : j]
+        self.i = j + len(token)
+        return out
+
+    def union(self) -> Shape:
+        options = [self.single()]
+        while self.s.startswith(" | ", self.i):
+            self.i += 3
+            options.append(self.single())
+        return options[0] if len(options) == 1 else ("union", tuple(options))
+
+    def single(self) -> Shape:
+        s, i = self.s, self.i
+        for unit in _SHAPE_UNITS:
+            if s.startswith(unit, i):
+                self.i += len(unit)
+                return (unit,)
+        if s.startswith("{", i):
+            self.i += 1
+            fields: dict[str, Shape] = {}
+            while not self.s.startswith("}", self.i):
+                key = self.until(": ").removesuffix("?")
+                if len(key) < 2 or key[0] != '"' or key[-1] != '"':
+                    raise _DecodeProblem(f"cannot parse an object key in the shape at character {self.i}")
+                fields[key[1:-1]] = self.union()
+                if self.s.startswith(", ", self.i):
+                    self.i += 2
+                elif not self.s.startswith("}", self.i):
+                    raise _DecodeProblem(f"cannot parse the shape at character {self.i}")
+            self.i += 1
+            return ("object", fields)
+        for opener, kind in (("id<", "id"), ("array<", "array"), ("set<", "set")):
+            if s.startswith(opener, i):
+                self.i += len(opener)
+                if kind == "id":
+                    self.until(">")
+                    return ("id",)
+                inner = self.union()
+                self.expect(">")
+                return (kind, inner)
+        for opener, kind in (("map<", "map"), ("record<", "record")):
+            if s.startswith(opener, i):
+                self.i += len(opener)
+                key_shape = self.union()
+                self.expect(", ")
+                value_shape = self.union()
+                self.expect(">")
+                return (kind, key_shape, value_shape)
+        if s.startswith('"', i):
+            self.i += 1
+            self.until('"')
+            return ("literal",)
+        raise _DecodeProblem(f"cannot parse the shape at character {i}")
+
+
+def _options(shape: Shape) -> tuple[Shape, ...]:
+    return shape[1] if shape[0] == "union" else (shape,)
+
+
+def _array_elements(shapes: list[Shape]) -> list[Shape]:
+    out: list[Shape] = []
+    for shape in shapes:
+        for o in _options(shape):
+            if o[0] == "array":
+                out.append(o[1])
+            elif o[0] == "unknown":
+                out.append(o)
+    return out
+
+
+def _object_fields(shapes: list[Shape], key: str) -> list[Shape]:
+    out: list[Shape] = []
+    for shape in shapes:
+        for o in _options(shape):
+            if o[0] == "object":
+                if key in o[1]:
+                    out.append(o[1][key])
+            elif o[0] == "record":
+                out.append(o[2])
+            elif o[0] == "unknown":
+                out.append(o)
+    return out
+
+
+_ALL_STRING_CONTEXTS: Final = frozenset({"infer", "float64inf", "nan", "int64", "bytes"})
+_STRING_CONTEXTS: Final[dict[str, frozenset[str]]] = {
+    "int64": frozenset({"int64"}),
+    "-inf": frozenset({"float64inf"}),
+    "inf": frozenset({"float64inf"}),
+    # Many NaN payloads and kinds of float: never inferable (export_context.rs).
+    "NaN": frozenset({"nan", "float64inf"}),
+    "float64": frozenset({"nan", "float64inf"}),
+    "literal": frozenset({"infer"}),
+    "id": frozenset({"infer"}),
+    "field_name": frozenset({"infer"}),
+    "string": frozenset({"infer"}),
+    "bytes": frozenset({"bytes"}),
+    "unknown": _ALL_STRING_CONTEXTS,
+}
+
+
+def _inferred_string_context(shapes: list[Shape]) -> str | None:
+    """How a JSON string must be read when the shapes allow exactly one way, else None."""
+    found: set[str] = set()
+    for shape in shapes:
+        for o in _options(shape):
+            found |= _STRING_CONTEXTS.get(o[0], frozenset())
+            if len(found) > 1:
+                return None
+    return next(iter(found)) if found else None
+
+
+# An export context: "infer" | "int64" | "float64inf" | "bytes" | "set" | "map" | ("nan", float) |
+# list of contexts | dict of field -> context.
+_SIMPLE_CONTEXTS: Final = frozenset({"infer", "int64", "float64inf", "bytes", "set", "map"})
+_INT64_RE: Final = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def _parse_context(v: Any) -> Any:
+    if type(v) is str:
+        if v not in _SIMPLE_CONTEXTS:
+            raise _DecodeProblem("unknown export context")
+        return v
+    if type(v) is list:
+        return [_parse_context(x) for x in v]
+    if type(v) is dict:
+        if "$float64NaN" in v:
+            raw = _b64(v["$float64NaN"])
+            if len(raw) != 8 or not math.isnan(f := struct.unpack("<d", raw)[0]):
+                raise _DecodeProblem("$float64NaN must hold the 8 bytes of a NaN")
+            return ("nan", f)
+        return {k: _parse_context(x) for k, x in v.items()}
+    raise _DecodeProblem("invalid export context")
+
+
+def _b64(s: Any) -> bytes:
+    if type(s) is not str:
+        raise _DecodeProblem("expected a base64 string")
+    try:
+        return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise _DecodeProblem("invalid base64") from None
+
+
+def _apply_context(ctx: Any, j: Any, shapes: list[Shape]) -> values.Value:
+    """``ExportContext::apply``: rebuild a value from its ConvexCleanJSON form, the shapes it may have and
+    its document's context."""
+    if ctx == "set" or ctx == "map":
+        raise _DecodeProblem("Set and Map values are not supported")
+    t = type(j)
+    if j is None or t is bool:
+        return j
+    if t is int or t is float:
+        return float(j)  # clean JSON numbers are all Float64
+    if t is str:
+        how = ctx
+        if how == "infer":
+            how = _inferred_string_context(shapes) or "infer"
+        if how == "infer":
+            return j
+        if how == "int64":
+            if _INT64_RE.fullmatch(j) is None or not values.INT64_MIN <= (n := int(j)) <= values.INT64_MAX:
+                raise _DecodeProblem("expected a decimal Int64 string")
+            return n
+        if how == "float64inf":
+            if j == "Infinity":
+                return math.inf
+            if j == "-Infinity":
+                return -math.inf
+            raise _DecodeProblem('expected "Infinity" or "-Infinity"')
+        if how == "bytes":
+            return _b64(j)
+        if type(how) is tuple:
+            if j != "NaN":
+                raise _DecodeProblem('expected "NaN"')
+            return how[1]
+        raise _DecodeProblem("unexpected export context for a string")
+    if t is list:
+        elements = _array_elements(shapes)
+        if ctx == "infer":
+            return [_apply_context("infer", x, elements) for x in j]
+        if type(ctx) is list:
+            if len(ctx) != len(j):
+                raise _DecodeProblem("array lengths do not match their export context")
+            return [_apply_context(c, x, elements) for c, x in zip(ctx, j, strict=True)]
+        raise _DecodeProblem("unexpected export context for an array")
+    if t is dict:
+        if ctx != "infer" and type(ctx) is not dict:
+            raise _DecodeProblem("unexpected export context for an object")
+        hints = ctx if type(ctx) is dict else {}
+        return {k: _apply_context(hints.get(k, "infer"), x, _object_fields(shapes, k)) for k, x in j.items()}
+    raise _DecodeProblem("unexpected JSON value")
+
+
+def _legacy_decoder(shape: Shape, overrides: Mapping[str, Any]) -> Decoder:
+    shapes = [shape]
+
+    def decode(obj: Any) -> dict[str, values.Value]:
+        if type(obj) is not dict:
+            raise _DecodeProblem("expected a JSON object")
+        doc_id = obj.get("_id")
+        ctx = overrides.get(doc_id, "infer") if type(doc_id) is str else "infer"
+        doc = _apply_context(ctx, obj, shapes)
+        if type(doc) is not dict:
+            raise _DecodeProblem("expected a JSON object")
+        return doc
+
+    return decode
+
+
+def _load_decoder(zf: zipfile.ZipFile, plan: _TablePlan, notes: list[str]) -> Decoder:
+    entry = plan.schema_entry
+    if entry is None:
+        if plan.documents_entry is not None:
+            notes.append(
+                f"{plan.label}: no generated_schema.jsonl, so values were read as plain JSON "
+                "(numbers as Float64, strings as strings), as Convex does"
+            )
+        return _legacy_decoder(_UNKNOWN, {})
+    lines = _iter_lines(zf, entry)
+    first = next(lines, None)
+    if first is None:
+        raise BackupImportError("generated_schema.jsonl is empty", entry=entry, line=1)
+    lineno, raw = first
+    head = _parse_line(raw, entry, lineno)
+    if head == "uniform":
+        return _decode_uniform
+    if type(head) is not str:
+        raise BackupImportError(
+            "the first line of generated_schema must be a string", entry=entry, line=lineno
+        )
+    try:
+        shape = _ShapeParser(head).parse()
+    except _DecodeProblem as e:
+        raise BackupImportError(str(e), entry=entry, line=lineno) from None
+    # Legacy overrides: one line per ambiguous document; Convex keeps them in memory too.
+    overrides: dict[str, Any] = {}
+    for lineno, raw in lines:
+        obj = _parse_line(raw, entry, lineno)
+        if type(obj) is not dict or len(obj) != 1:
+            raise BackupImportError("an override must be an object with one item", entry=entry, line=lineno)
+        ((doc_id, ctx),) = obj.items()
+        try:
+            ids.decode_id(doc_id)
+            overrides[doc_id] = _parse_context(ctx)
+        except (_DecodeProblem, ConvexError) as e:
+            message = e.message if isinstance(e, ConvexError) else str(e)
+            raise BackupImportError(message, entry=entry, line=lineno) from None
+    return _legacy_decoder(shape, overrides)
+
+
+# --- Import --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    committed: int = 0
+    prepared: bool = False
+
+
+def import_backup(
+    dep: Deployment,
+    path_or_file: PathOrFile,
+    *,
+    mode: ImportMode = "create",
+    progress: ProgressCallback | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> BackupSummary:
+    """Import a Convex backup ZIP (current or legacy format) into ``dep``.
+
+    Tables keep their table numbers and documents their ``_id`` and ``_creationTime``. ``mode``:
+    ``create`` fails if an imported table already has documents, ``replace`` empties imported tables
+    first, ``append`` adds to them. All tables are checked and prepared in one transaction before any
+    document is written; documents then go in in transactions of at most ``batch_size`` documents (fewer
+    when the engine's per-transaction limits are reached), read line by line. The import is therefore
+    not atomic: if it fails midway, the prepared tables and the committed batches stay, and the error
+    says how many documents were committed. Tables of the ZIP that cannot be mapped (``_storage``, other
+    system tables) are skipped with a note in the summary."""
+    if mode not in ("create", "replace", "append"):
+        raise ValueError(f"mode must be 'create', 'replace' or 'append', not {mode!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    source: Any = os.fspath(path_or_file) if isinstance(path_or_file, str | os.PathLike) else path_or_file
+    try:
+        zf = zipfile.ZipFile(source)
+    except zipfile.BadZipFile:
+        raise BackupImportError("the file is not a valid ZIP archive", code="InvalidZip") from None
+    with zf:
+        return _import(dep, zf, mode, progress, batch_size)
+
+
+def _import(
+    dep: Deployment, zf: zipfile.ZipFile, mode: ImportMode, progress: ProgressCallback | None, batch_size: int
+) -> BackupSummary:
+    try:
+        plans, decoders, notes = _read_plan(zf)
+    except _ZIP_DAMAGE as e:
+        raise BackupImportError(f"the ZIP archive is damaged ({e})", code="InvalidZip") from None
+    state = _Progress()
+    _prepare(dep, plans, mode, state)
+    imported: list[BackupTable] = []
+    try:
+        for plan in plans:
+            n = 0
+            if plan.documents_entry is not None:
+                n = _import_table(
+                    dep, zf, plan, decoders[(plan.component, plan.name)], state, progress, batch_size
+                )
+            elif progress is not None:
+                progress(plan.label, 0)
+            info = dep.find_table(plan.name, plan.component)
+            imported.append(
+                BackupTable(plan.component, plan.name, info.table_number if info else plan.number, n)
+            )
+    except BackupImportError as e:
+        raise _with_committed(e, state) from None
+    except _ZIP_DAMAGE as e:  # e.g. a CRC mismatch found at the end of an entry
+        raise _with_committed(
+            BackupImportError(f"the ZIP archive is damaged ({e})", code="InvalidZip"), state
+        ) from None
+    except Exception as e:
+        e.add_note(_committed_note(state))
+        raise
+    return BackupSummary(None, tuple(imported), tuple(notes))
+
+
+def _read_plan(zf: zipfile.ZipFile) -> tuple[list[_TablePlan], dict[tuple[str, str], Decoder], list[str]]:
+    """Everything known before writing: the tables, their numbers and how to decode their documents."""
+    layout = _scan(zf)
+    notes = layout.notes
+    # Table numbers: _tables first (it also lists tables that have no documents entry).
+    for component, entry in layout.tables_entries.items():
+        seen: dict[int, str] = {}
+        for name, number, lineno in _read_tables_entry(zf, entry):
+            if number in seen and seen[number] != name:
+                raise BackupImportError(
+                    f"tables {seen[number]} and {name} have the same table number {number}",
+                    entry=entry,
+                    line=lineno,
+                )
+            seen[number] = name
+            plan = layout.tables.setdefault((component, name), _TablePlan(component, name))
+            plan.listed_number = number
+    plans = [layout.tables[k] for k in sorted(layout.tables)]
+    for plan in plans:
+        plan.number = plan.listed_number
+        if plan.number is None and plan.documents_entry is not None:
+            plan.number = _first_document_number(zf, plan.documents_entry)
+    decoders = {(p.component, p.name): _load_decoder(zf, p, notes) for p in plans}
+    return plans, decoders, notes
+
+
+def _committed_note(state: _Progress) -> str:
+    return (
+        f"The import stopped here and is not atomic: the tables it prepared and {state.committed} "
+        "document(s) from earlier transactions stay committed; run it again with mode='replace' to start "
+        "over."
+    )
+
+
+def _with_committed(e: BackupImportError, state: _Progress) -> BackupImportError:
+    if not state.prepared:
+        return e
+    out = BackupImportError(
+        e.message + " " + _committed_note(state),
+        committed_documents=state.committed,
+        code=e.code,
+    )
+    out.entry, out.line = e.entry, e.line
+    return out
+
+
+def _has_documents(dep: Deployment, info: TableInfo) -> bool:
+    return bool(dep.snapshot_rows(info, dep.read_timestamp(), b"", 1))
+
+
+def _prepare(dep: Deployment, plans: list[_TablePlan], mode: ImportMode, state: _Progress) -> None:
+    """Check every table, then create, clear or renumber them all in one transaction, so that a refused
+    import writes nothing."""
+    for plan in plans:
+        existing = dep.find_table(plan.name, plan.component)
+        if existing is None:
+            plan.action = "create"
+            continue
+        same_number = plan.number is None or plan.number == existing.table_number
+        if mode == "create":
+            if _has_documents(dep, existing):
+                raise BackupImportError(
+                    f'Table "{plan.label}" already exists and has documents. Use mode "replace" to replace '
+                    'its documents or "append" to add to them.',
+                    code="TableExists",
+                )
+            plan.action = "keep" if same_number else "recreate"
+        elif mode == "replace":
+            plan.action = "clear" if same_number else "recreate"
+        else:
+            if not same_number:
+                raise BackupImportError(
+                    f'Cannot append to table "{plan.label}": its table number is {existing.table_number} but '
+                    f'the backup\'s documents belong to table number {plan.number}. Use mode "replace".',
+                    code="TableNumberMismatch",
+                )
+            plan.action = "keep"
+    with dep.transaction() as tx:
+        # Drop renumbered tables first so that their numbers are free for the tables created below.
+        kept_indexes: dict[tuple[str, str], list[tuple[str, tuple[str, ...], bool]]] = {}
+        for plan in plans:
+            if plan.action != "recreate":
+                continue
+            indexes = tx.indexes(plan.name, plan.component)
+            if any(not i.ready for i in indexes):
+                raise BackupImportError(
+                    f'Table "{plan.label}" is still backfilling indexes, so it cannot be replaced. Wait for '
+                    "indexes to complete backfilling.",
+                    code="InvalidImport",
+                )
+            kept_indexes[(plan.component, plan.name)] = [
+                (i.name, i.fields[:-1], i.is_system) for i in indexes
+            ]
+            tx.delete_table(plan.name, plan.component)
+        # Tables with a known number first: a table numbered by the engine must not take one of theirs.
+        for plan in sorted(plans, key=lambda p: p.number is None):
+            try:
+                if plan.action == "clear":
+                    tx.clear_table(plan.name, plan.component)
+                elif plan.action in ("create", "recreate"):
+                    tx.create_table(plan.name, plan.component, table_number=plan.number)
+                    for index_name, fields, system in kept_indexes.get((plan.component, plan.name), []):
+                        tx.add_index(plan.name, index_name, fields, component=plan.component, system=system)
+            except ConvexError as e:
+                raise BackupImportError(
+                    f'Cannot prepare table "{plan.label}": {e.message}', code=e.code
+                ) from None
+    state.prepared = True
+
+
+@dataclass
+class _Row:
+    lineno: int
+    size: int
+    doc: dict[str, values.Value]
+
+
+def _import_table(
+    dep: Deployment,
+    zf: zipfile.ZipFile,
+    plan: _TablePlan,
+    decode: Decoder,
+    state: _Progress,
+    progress: ProgressCallback | None,
+    batch_size: int,
+) -> int:
+    entry = plan.documents_entry
+    assert entry is not None
+    lines = _iter_lines(zf, entry)
+    # Keep each transaction at half the engine's limits, like Convex; a limit hit anyway commits early.
+    max_docs = min(batch_size, max(1, dep.config.max_writes_per_transaction // 2))
+    max_bytes = dep.config.max_write_bytes_per_transaction // 2
+
+    def next_row() -> _Row | None:
+        item = next(lines, None)
+        if item is None:
+            return None
+        lineno, raw = item
+        obj = _parse_line(raw, entry, lineno)
+        try:
+            return _Row(lineno, len(raw), decode(obj))
+        except _DecodeProblem as e:
+            raise BackupImportError(str(e), entry=entry, line=lineno) from None
+        except ConvexError as e:
+            raise BackupImportError(e.message, entry=entry, line=lineno) from None
+
+    done = 0
+    row = next_row()
+    if row is None and progress is not None:
+        progress(plan.label, 0)
+    while row is not None:
+        count = 0
+        size = 0
+        advance = False
+        with dep.transaction() as tx:
+            while True:
+                try:
+                    _insert(tx, plan, row.doc)
+                except TransactionLimitError as e:
+                    if count == 0:
+                        raise BackupImportError(e.message, entry=entry, line=row.lineno) from None
+                    break  # commit what fits; this row starts the next transaction
+                except ConvexError as e:
+                    raise BackupImportError(e.message, entry=entry, line=row.lineno) from None
+                count += 1
+                size += row.size
+                if count >= max_docs or size >= max_bytes:
+                    # Read on only after committing, so that a bad next line does not undo a full batch.
+                    advance = True
+                    break
+                row = next_row()
+                if row is None:
+                    break
+        done += count
+        state.committed += count
+        if progress is not None:
+            progress(plan.label, done)
+        if advance:
+            row = next_row()
+    return done
+
+
+def _insert(tx: Transaction, plan: _TablePlan, doc: dict[str, values.Value]) -> None:
+    # Convex chooses the system fields a document lacks.
+    if "_id" not in doc:
+        info = tx.table(plan.name, plan.component)
+        assert info is not None
+        doc["_id"] = ids.encode_id(info.table_number, ids.new_internal_id())
+    if CREATION_TIME not in doc:
+        doc[CREATION_TIME] = tx.creation_time
+    tx.insert_with_id(plan.name, doc, plan.component)
