@@ -20,10 +20,11 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
 import orjson
@@ -108,7 +109,7 @@ class ClientConfig:
     deploy_key: str
     client_name: str = "convex-connectors"
     client_version: str = PACKAGE_VERSION
-    timeout_s: float = 60.0
+    timeout_s: float = 120.0  # above the server's 60 s page budget
     max_retries: int = 6
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -286,13 +287,13 @@ class IndexWaitTimeoutError(ConvexError):
 # --- wire types: export --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ExportedValue:
+class ExportedValue(NamedTuple):
     """One exported document revision.
 
     ``document`` holds the document fields only (``_id``, ``_creationTime``, user fields). For the encoded
     formats the fields are decoded into Python Convex values (int = Int64, float = Float64, bytes = Bytes);
     for the clean ``json`` format they are the JSON as received. ``deleted`` is always False in snapshots.
+    (A named tuple: pages hold thousands of these, and tuples are the cheapest immutable record.)
     """
 
     component: str
@@ -410,6 +411,7 @@ class ConvexClient:
         session.auth = _ConvexKeyAuth(config.deploy_key)
         session.headers["Convex-Client"] = config.client_header
         self._session = session
+        self._executor: ThreadPoolExecutor | None = None  # page prefetching, created on first use
 
     @property
     def config(self) -> ClientConfig:
@@ -419,6 +421,9 @@ class ConvexClient:
         return f"ConvexClient({self._config.deployment_url!r})"
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
         self._session.close()
 
     def __enter__(self) -> ConvexClient:
@@ -446,6 +451,12 @@ class ConvexClient:
         fmt: ExportFormat = "convex_encoded_json",
     ) -> SnapshotPage:
         """One page of a consistent snapshot. First call: snapshot and cursor None."""
+        resp, raw = self._fetch_snapshot(snapshot, cursor, selection, fmt)
+        return self._snapshot_page(resp, raw, fmt)
+
+    def _fetch_snapshot(
+        self, snapshot: int | None, cursor: str | None, selection: Selection, fmt: ExportFormat
+    ) -> tuple[requests.Response, dict[str, Any]]:
         endpoint = "list_snapshot"
         body = {
             "snapshot": snapshot,
@@ -454,8 +465,12 @@ class ConvexClient:
             "format": fmt,
         }
         resp = self._request("POST", endpoint, f"api/{endpoint}", json_body=body)
-        raw = self._expect_object(endpoint, resp, self._parse_json(endpoint, resp))
-        values = self._parse_values(endpoint, resp, raw, fmt, is_delta=False)
+        return resp, self._expect_object(endpoint, resp, self._parse_json(endpoint, resp))
+
+    def _snapshot_header(
+        self, resp: requests.Response, raw: Mapping[str, Any]
+    ) -> tuple[int, str | None, bool]:
+        endpoint = "list_snapshot"
         snap = raw.get("snapshot")
         if not _is_int(snap):
             self._unexpected(endpoint, resp, f"`snapshot` must be an integer, got {_describe(snap)}")
@@ -467,6 +482,11 @@ class ConvexClient:
         has_more = self._expect_bool(endpoint, resp, raw, "hasMore")
         if has_more and next_cursor is None:
             self._unexpected(endpoint, resp, "Missing cursor when has_more was set")
+        return snap, next_cursor, has_more
+
+    def _snapshot_page(self, resp: requests.Response, raw: dict[str, Any], fmt: ExportFormat) -> SnapshotPage:
+        snap, next_cursor, has_more = self._snapshot_header(resp, raw)
+        values = self._parse_values("list_snapshot", resp, raw, fmt, is_delta=False)
         return SnapshotPage(values=values, snapshot=snap, cursor=next_cursor, has_more=has_more)
 
     def iter_snapshot_pages(
@@ -479,27 +499,34 @@ class ConvexClient:
     ) -> Iterator[SnapshotPage]:
         """Every page until ``hasMore`` is false. Empty pages with ``hasMore`` true are normal (a page
         never spans two tables) and are yielded so callers can checkpoint their cursor. After the first
-        page the snapshot is pinned, and every page must report that same snapshot."""
+        page the snapshot is pinned, and every page must report that same snapshot.
+
+        The next page is requested (on a helper thread) as soon as this one's cursor is known, so the
+        server works on it while this page is decoded and consumed."""
         pinned = snapshot
+        pending = self._prefetch(self._fetch_snapshot, pinned, cursor, selection, fmt)
         while True:
-            page = self.list_snapshot(snapshot=pinned, cursor=cursor, selection=selection, fmt=fmt)
-            if pinned is not None and page.snapshot != pinned:
+            resp, raw = pending.result()
+            snap, next_cursor, has_more = self._snapshot_header(resp, raw)
+            if pinned is not None and snap != pinned:
                 raise UnexpectedResponseError(
                     endpoint="list_snapshot",
                     method="POST",
                     status=200,
-                    message=f"snapshot changed between pages: requested {pinned}, got {page.snapshot}",
+                    message=f"snapshot changed between pages: requested {pinned}, got {snap}",
                 )
-            pinned = page.snapshot
-            yield page
-            if not page.has_more:
+            pinned = snap
+            if has_more:
+                if next_cursor == cursor:
+                    # A server that does not advance would make us loop forever.
+                    raise UnexpectedResponseError(
+                        endpoint="list_snapshot", method="POST", status=200, message="cursor did not advance"
+                    )
+                pending = self._prefetch(self._fetch_snapshot, pinned, next_cursor, selection, fmt)
+            yield self._snapshot_page(resp, raw, fmt)
+            if not has_more:
                 return
-            if page.cursor == cursor:
-                # A server that does not advance would make us loop forever.
-                raise UnexpectedResponseError(
-                    endpoint="list_snapshot", method="POST", status=200, message="cursor did not advance"
-                )
-            cursor = page.cursor
+            cursor = next_cursor
 
     def document_deltas(
         self,
@@ -509,6 +536,12 @@ class ConvexClient:
         fmt: ExportFormat = "convex_encoded_json",
     ) -> DeltaPage:
         """One page of the change log after ``cursor`` (exclusive, ns)."""
+        resp, raw = self._fetch_deltas(cursor, selection, fmt)
+        return self._delta_page(resp, raw, fmt)
+
+    def _fetch_deltas(
+        self, cursor: int, selection: Selection, fmt: ExportFormat
+    ) -> tuple[requests.Response, dict[str, Any]]:
         endpoint = "document_deltas"
         body = {
             "cursor": cursor,
@@ -516,12 +549,19 @@ class ConvexClient:
             "format": fmt,
         }
         resp = self._request("POST", endpoint, f"api/{endpoint}", json_body=body)
-        raw = self._expect_object(endpoint, resp, self._parse_json(endpoint, resp))
-        values = self._parse_values(endpoint, resp, raw, fmt, is_delta=True)
+        return resp, self._expect_object(endpoint, resp, self._parse_json(endpoint, resp))
+
+    def _delta_header(self, resp: requests.Response, raw: Mapping[str, Any]) -> tuple[int, bool]:
         next_cursor = raw.get("cursor")
         if not _is_int(next_cursor):
-            self._unexpected(endpoint, resp, f"`cursor` must be an integer, got {_describe(next_cursor)}")
-        has_more = self._expect_bool(endpoint, resp, raw, "hasMore")
+            self._unexpected(
+                "document_deltas", resp, f"`cursor` must be an integer, got {_describe(next_cursor)}"
+            )
+        return next_cursor, self._expect_bool("document_deltas", resp, raw, "hasMore")
+
+    def _delta_page(self, resp: requests.Response, raw: dict[str, Any], fmt: ExportFormat) -> DeltaPage:
+        next_cursor, has_more = self._delta_header(resp, raw)
+        values = self._parse_values("document_deltas", resp, raw, fmt, is_delta=True)
         return DeltaPage(values=values, cursor=next_cursor, has_more=has_more)
 
     def iter_delta_pages(
@@ -531,20 +571,30 @@ class ConvexClient:
         selection: Selection = _EVERYTHING,
         fmt: ExportFormat = "convex_encoded_json",
     ) -> Iterator[DeltaPage]:
-        """Every page until ``hasMore`` is false; the last page's cursor is where the next sync starts."""
+        """Every page until ``hasMore`` is false; the last page's cursor is where the next sync starts.
+        Like :meth:`iter_snapshot_pages`, the next page is fetched while this one is consumed."""
+        pending = self._prefetch(self._fetch_deltas, cursor, selection, fmt)
         while True:
-            page = self.document_deltas(cursor=cursor, selection=selection, fmt=fmt)
-            if page.cursor < cursor or (page.has_more and page.cursor == cursor):
+            resp, raw = pending.result()
+            next_cursor, has_more = self._delta_header(resp, raw)
+            if next_cursor < cursor or (has_more and next_cursor == cursor):
                 raise UnexpectedResponseError(
                     endpoint="document_deltas",
                     method="POST",
                     status=200,
-                    message=f"cursor did not advance: requested {cursor}, got {page.cursor}",
+                    message=f"cursor did not advance: requested {cursor}, got {next_cursor}",
                 )
-            yield page
-            if not page.has_more:
+            if has_more:
+                pending = self._prefetch(self._fetch_deltas, next_cursor, selection, fmt)
+            yield self._delta_page(resp, raw, fmt)
+            if not has_more:
                 return
-            cursor = page.cursor
+            cursor = next_cursor
+
+    def _prefetch(self, fetch: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convex-prefetch")
+        return self._executor.submit(fetch, *args)
 
     def json_schemas(
         self, *, delta_schema: bool = False, fmt: ExportFormat = "json", by_component: bool = False
@@ -814,52 +864,52 @@ class ConvexClient:
         # Resolved only when there is something to decode (empty pages are common).
         decode = _decoder(fmt) if items else None
         out: list[ExportedValue] = []
+        append = out.append
         for item in items:
-            if not isinstance(item, dict):
+            if type(item) is not dict:
                 self._unexpected(endpoint, resp, f"each value must be an object, got {_describe(item)}")
-            component = item.get("_component")
-            table = item.get("_table")
-            ts = item.get("_ts")
-            if not isinstance(component, str) or not isinstance(table, str) or not _is_int(ts):
+            # The parsed page is ours: metadata is popped and fields are decoded in place.
+            component = item.pop("_component", None)
+            table = item.pop("_table", None)
+            ts = item.pop("_ts", None)
+            if type(component) is not str or type(table) is not str or not _is_int(ts):
                 self._unexpected(
                     endpoint, resp, "each value needs string `_component`, `_table` and integer `_ts`"
                 )
-            deleted = item.get("_deleted", None if is_delta else False)
-            if not isinstance(deleted, bool):
+            deleted = item.pop("_deleted", None if is_delta else False)
+            if type(deleted) is not bool:
                 # Required on deltas (the Rust client has no default); absent on snapshots.
                 self._unexpected(endpoint, resp, f"`_deleted` must be a boolean in {table!r}")
-            document: dict[str, Any] = {}
-            for key, value in item.items():
-                if key.startswith("_") and key not in _SYSTEM_FIELDS:
-                    continue  # metadata, or reserved for future metadata (spec §8): ignore
-                if decode is None:
-                    document[key] = value
-                    continue
+            for key in [k for k in item if k[:1] == "_" and k not in _SYSTEM_FIELDS]:
+                del item[key]  # reserved for future metadata (spec §8): ignore
+            if decode is not None:
                 try:
-                    document[key] = decode(value)
+                    decode(item)
                 except (ConvexError, ValueError, TypeError) as exc:
-                    self._unexpected(
-                        endpoint, resp, f"Invalid Convex value in field {key!r} of table {table!r}: {exc}"
-                    )
-            out.append(
-                ExportedValue(component=component, table=table, ts=ts, deleted=deleted, document=document)
-            )
+                    self._unexpected(endpoint, resp, f"Invalid Convex value in table {table!r}: {exc}")
+            append(ExportedValue(component, table, ts, deleted, item))
         return out
 
 
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def _decoder(fmt: str) -> Callable[[Any], Any] | None:
+def _decoder(fmt: str) -> Callable[[dict[str, Any]], Any] | None:
+    """An in-place decoder for one exported document, or None for the clean format (kept as JSON)."""
     if fmt in _CLEAN_FORMATS:
         return None
-    # Lazy import: connectors.values is written concurrently and only the encoded formats need it.
     from connectors import values
 
     if fmt in _ENCODED_FORMATS:
-        return values.from_encoded_json
+        return values.decode_encoded_object_in_place
     if fmt in _EXPORT_FORMATS:
-        return values.from_export_json
+
+        def decode_export(item: dict[str, Any]) -> Any:
+            for key, value in item.items():
+                item[key] = values.from_export_json(value)
+            return item
+
+        return decode_export
     raise ValueError(f"unknown export format {fmt!r}")
 
 

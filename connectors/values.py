@@ -367,6 +367,27 @@ def from_encoded_json(obj: Any) -> Value:
     return _run(_decode_encoded, obj)
 
 
+def decode_encoded_object_in_place(obj: dict[str, Any]) -> dict[str, Value]:
+    """Decode a parsed ``convex_encoded_json`` object, reusing ``obj`` (which must be ours to change):
+    scalars stay where they are and only numbers, specials and containers are replaced. This is the
+    client's per-document hot path, several times faster than :func:`from_encoded_json`."""
+    try:
+        for k, v in obj.items():
+            t = type(v)
+            if t is str or t is float or t is bool or v is None:
+                continue
+            if type(k) is str and k[:1] == "$":
+                raise _dollar_key_problem(k)
+            try:
+                obj[k] = _decode_encoded(v)
+            except _Problem as p:
+                p.rev_path.append(k)
+                raise
+    except _Problem as p:
+        raise p.to_error() from None
+    return obj
+
+
 def _decode_export(v: Any) -> Value:
     t = type(v)
     if t is str or t is bool or v is None or t is float:

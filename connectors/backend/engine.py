@@ -378,6 +378,7 @@ class Deployment:
     def transaction(self) -> Iterator[Transaction]:
         """Run a read-write transaction. Commits when the block ends; any exception rolls it back."""
         self._check_open()
+        self._check_not_nested()
         with self._tx_lock:
             ts = self._begin_ts()
             committed = False
@@ -401,6 +402,15 @@ class Deployment:
                     self._backfill_wakeup.notify_all()
             else:
                 self.run_backfill()
+
+    def _check_not_nested(self) -> None:
+        # The writer is single and its lock is not re-entrant at the database level: a transaction
+        # opened inside another on the same thread would wait for itself forever.
+        if self._tx_lock._is_owned():  # type: ignore[attr-defined]
+            raise BadRequestError(
+                "NestedTransaction",
+                "A transaction is already open on this thread; do this work inside it (or after it ends).",
+            )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -509,6 +519,7 @@ class Deployment:
 
     def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` unless the key is set; returns the stored value (first writer wins)."""
+        self._check_not_nested()
         with self._tx_lock, self.persistence.write_transaction() as s:
             rows = s.execute("SELECT value FROM globals WHERE key = ?", (f"meta.{key}",))
             if rows:
@@ -688,6 +699,7 @@ class Deployment:
     def prune(self) -> int:
         """Remove superseded revisions and tombstones older than retention, and the rows of tables
         deleted before it. Returns the number of rows removed."""
+        self._check_not_nested()
         cutoff = self.retention_cutoff()
         total = 0
         while not self._closed:

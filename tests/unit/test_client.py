@@ -563,7 +563,7 @@ def test_invalid_encoded_value_is_unexpected_response(server: FakeServer, client
     server.reply(json=snapshot_page([row("users", "id1", bad={"$integer": "AQ=="})], BIG_TS, None, False))
     with pytest.raises(UnexpectedResponseError) as info:
         client.list_snapshot()
-    assert "'bad'" in str(info.value)
+    assert ".bad" in str(info.value)
 
 
 def test_empty_encoded_page_needs_no_decoder(server: FakeServer, client: ConvexClient) -> None:
