@@ -169,6 +169,21 @@ def valid_identifier_field(name: object) -> str:
     """``ValidIdentifier<FieldName>``: keep a valid non-system field name, else slugify + ``source_``."""
     if type(name) is not str:
         raise PlainError(_FAILED_IDENTIFIER)
+    # Records of one stream repeat the same keys: remember the answer (bounded).
+    known = _FIELD_NAMES.get(name)
+    if known is not None:
+        return known
+    result = _valid_identifier_field(name)
+    if len(_FIELD_NAMES) >= 65536:
+        _FIELD_NAMES.clear()
+    _FIELD_NAMES[name] = result
+    return result
+
+
+_FIELD_NAMES: dict[str, str] = {}
+
+
+def _valid_identifier_field(name: str) -> str:
     if is_valid_field_name(name) and name[0] != "_":
         return name
     candidate = IDENTIFIER_PREFIX + slugify(name)
