@@ -46,6 +46,12 @@ def invalid_window(cursor: int) -> BadRequestError:
     return BadRequestError("InvalidWindowToReadDocuments", RETENTION_MESSAGE.format(ts=cursor + 1))
 
 
+def cursor_too_new(ts: int) -> BadRequestError:
+    # Echoing a future cursor would let later commits fall at or below it and never be delivered
+    # (streaming-export.md §5.4), so it is refused like a future list_snapshot snapshot.
+    return BadRequestError("DocumentDeltasCursorTooNew", f"Cursor value {ts} is in the future.")
+
+
 def cursor_required() -> BadRequestError:
     return BadRequestError("DocumentDeltasCursorRequired", "/api/document_deltas requires a cursor")
 
@@ -230,7 +236,10 @@ def document_deltas(
         raise InternalError("negative cursor")
     if cursor < deployment.config.clock_ns() - deployment.config.retention_ns:
         raise invalid_window(cursor)
-    page = deployment.read_changes(cursor, limit)
+    read_ts = deployment.read_timestamp()
+    if cursor > read_ts:
+        raise cursor_too_new(cursor)
+    page = deployment.read_changes(cursor, limit, up_to_ts=read_ts)
     out = bytearray(b"[")
     count = 0
     prefixes: dict[int, tuple[bytes, ColumnFilter | None]] = {}
