@@ -94,6 +94,12 @@ class WriteSession(abc.ABC):
         """The newest revision of a document as ``(ts, deleted, flags, body)``."""
 
     @abc.abstractmethod
+    def current_many(
+        self, tablet: int, doc_ids: Sequence[bytes]
+    ) -> dict[bytes, tuple[int, int, bytes | None]]:
+        """The current (not superseded) revisions of several documents: ``id -> (deleted, flags, body)``."""
+
+    @abc.abstractmethod
     def latest_live_page(self, tablet: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
         """Current live documents of a tablet in id order after ``after_id``."""
 

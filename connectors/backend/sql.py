@@ -64,6 +64,9 @@ ADD_SHAPE_COUNT = (
 )
 
 
+_IN_CHUNK = 500  # ids per IN (...) list; well under SQLite's and PostgreSQL's parameter limits
+
+
 class SqlWriteSession(WriteSession):
     """Write operations on a DB-API cursor; the owning persistence handles BEGIN/COMMIT."""
 
@@ -83,6 +86,24 @@ class SqlWriteSession(WriteSession):
         self._cur.execute(self._sql(LATEST), (tablet, doc_id))
         row = self._cur.fetchone()
         return None if row is None else (row[0], row[1], row[2], _as_bytes(row[3]))
+
+    def current_many(
+        self, tablet: int, doc_ids: Sequence[bytes]
+    ) -> dict[bytes, tuple[int, int, bytes | None]]:
+        out: dict[bytes, tuple[int, int, bytes | None]] = {}
+        for start in range(0, len(doc_ids), _IN_CHUNK):
+            chunk = doc_ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            self._cur.execute(
+                self._sql(
+                    f"SELECT id, deleted, flags, body FROM revisions WHERE tablet = ? AND next_ts IS NULL"
+                    f" AND id IN ({marks})"
+                ),
+                (tablet, *chunk),
+            )
+            for doc_id, deleted, flags, body in self._cur.fetchall():
+                out[_as_bytes(doc_id)] = (deleted, flags, _as_bytes(body))
+        return out
 
     def latest_live_page(self, tablet: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
         self._cur.execute(self._sql(LATEST_LIVE_PAGE), (tablet, after_id, limit))
