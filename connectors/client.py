@@ -114,6 +114,8 @@ class ClientConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     short_selection_spelling: bool = True
+    # None = automatic: ask for gzip except on loopback, where compressing only burns CPU on both ends.
+    accept_gzip: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deployment_url", _normalize_deployment_url(self.deployment_url))
@@ -145,6 +147,13 @@ class ClientConfig:
             raise InvalidClientConfigError("backoff_max_s must be a number >= backoff_base_s")
 
     @property
+    def gzip(self) -> bool:
+        if self.accept_gzip is not None:
+            return self.accept_gzip
+        host = (urlsplit(self.deployment_url).hostname or "").lower()
+        return not (host == "localhost" or host.startswith("127.") or host == "::1")
+
+    @property
     def client_header(self) -> str:
         """The ``Convex-Client`` value; it always contains a ``-`` as the server requires (§2.2)."""
         return f"{self.client_name}-{self.client_version}"
@@ -155,7 +164,7 @@ class ClientConfig:
             f"client_name={self.client_name!r}, client_version={self.client_version!r}, "
             f"timeout_s={self.timeout_s!r}, max_retries={self.max_retries!r}, "
             f"backoff_base_s={self.backoff_base_s!r}, backoff_max_s={self.backoff_max_s!r}, "
-            f"short_selection_spelling={self.short_selection_spelling!r})"
+            f"short_selection_spelling={self.short_selection_spelling!r}, accept_gzip={self.accept_gzip!r})"
         )
 
 
@@ -410,6 +419,7 @@ class ConvexClient:
         session.mount("https://", adapter)
         session.auth = _ConvexKeyAuth(config.deploy_key)
         session.headers["Convex-Client"] = config.client_header
+        session.headers["Accept-Encoding"] = "gzip, deflate" if config.gzip else "identity"
         self._session = session
         self._executor: ThreadPoolExecutor | None = None  # page prefetching, created on first use
 
@@ -861,55 +871,73 @@ class ConvexClient:
         items = raw.get("values")
         if not isinstance(items, list):
             self._unexpected(endpoint, resp, f"`values` must be a list, got {_describe(items)}")
-        # Resolved only when there is something to decode (empty pages are common).
-        decode = _decoder(fmt) if items else None
+        if not items:
+            return []
+        decode = _decoder(fmt)
         out: list[ExportedValue] = []
         append = out.append
+        missing = _MISSING
         for item in items:
             if type(item) is not dict:
                 self._unexpected(endpoint, resp, f"each value must be an object, got {_describe(item)}")
-            # The parsed page is ours: metadata is popped and fields are decoded in place.
-            component = item.pop("_component", None)
-            table = item.pop("_table", None)
-            ts = item.pop("_ts", None)
+            # One pass: metadata out, document fields decoded into a new dict (the hot loop of every
+            # export; scalars, the common case, are copied as they are).
+            component = table = ts = missing
+            deleted: Any = missing
+            document: dict[str, Any] = {}
+            try:
+                for key, value in item.items():
+                    if key[:1] == "_":
+                        if key == "_id" or key == "_creationTime":
+                            document[key] = value
+                        elif key == "_component":
+                            component = value
+                        elif key == "_table":
+                            table = value
+                        elif key == "_ts":
+                            ts = value
+                        elif key == "_deleted":
+                            deleted = value
+                        # any other `_` key is reserved for future metadata (spec §8): ignored
+                        continue
+                    t = type(value)
+                    if decode is None or t is str or t is float or t is bool or value is None:
+                        document[key] = value
+                    else:
+                        document[key] = decode(value)
+            except (ConvexError, ValueError, TypeError) as exc:
+                self._unexpected(
+                    endpoint, resp, f"Invalid Convex value in field {key!r} of table {table!r}: {exc}"
+                )
             if type(component) is not str or type(table) is not str or not _is_int(ts):
                 self._unexpected(
                     endpoint, resp, "each value needs string `_component`, `_table` and integer `_ts`"
                 )
-            deleted = item.pop("_deleted", None if is_delta else False)
+            if deleted is missing and not is_delta:
+                deleted = False
             if type(deleted) is not bool:
                 # Required on deltas (the Rust client has no default); absent on snapshots.
                 self._unexpected(endpoint, resp, f"`_deleted` must be a boolean in {table!r}")
-            for key in [k for k in item if k[:1] == "_" and k not in _SYSTEM_FIELDS]:
-                del item[key]  # reserved for future metadata (spec §8): ignore
-            if decode is not None:
-                try:
-                    decode(item)
-                except (ConvexError, ValueError, TypeError) as exc:
-                    self._unexpected(endpoint, resp, f"Invalid Convex value in table {table!r}: {exc}")
-            append(ExportedValue(component, table, ts, deleted, item))
+            append(ExportedValue(component, table, ts, deleted, document))
         return out
 
 
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def _decoder(fmt: str) -> Callable[[dict[str, Any]], Any] | None:
-    """An in-place decoder for one exported document, or None for the clean format (kept as JSON)."""
+_MISSING: Final = object()
+
+
+def _decoder(fmt: str) -> Callable[[Any], Any] | None:
+    """The decoder of one exported field value, or None for the clean format (kept as JSON)."""
     if fmt in _CLEAN_FORMATS:
         return None
     from connectors import values
 
     if fmt in _ENCODED_FORMATS:
-        return values.decode_encoded_object_in_place
+        return values.decode_encoded_value
     if fmt in _EXPORT_FORMATS:
-
-        def decode_export(item: dict[str, Any]) -> Any:
-            for key, value in item.items():
-                item[key] = values.from_export_json(value)
-            return item
-
-        return decode_export
+        return values.from_export_json
     raise ValueError(f"unknown export format {fmt!r}")
 
 

@@ -13,7 +13,6 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import json
@@ -153,7 +152,9 @@ def _b64decode(s: object, what: str) -> bytes:
     if len(s) % 4:
         s = s + "=" * (-len(s) % 4)
     try:
-        return base64.b64decode(s, validate=True)
+        # strict_mode: only the standard alphabet, correct padding (what b64decode(validate=True) checks,
+        # without its per-call regex).
+        return binascii.a2b_base64(s, strict_mode=True)
     except (binascii.Error, ValueError):
         raise _Problem(f"{what} payload is not valid base64") from None
 
@@ -365,6 +366,14 @@ def _decode_encoded(v: Any) -> Value:
 def from_encoded_json(obj: Any) -> Value:
     """Decode ``convex_encoded_json`` / Convex internal JSON (parsed) per §2.4."""
     return _run(_decode_encoded, obj)
+
+
+def decode_encoded_value(v: Any) -> Value:
+    """Decode one parsed ``convex_encoded_json`` value (raises InvalidValueError with the path)."""
+    try:
+        return _decode_encoded(v)
+    except _Problem as p:
+        raise p.to_error() from None
 
 
 def decode_encoded_object_in_place(obj: dict[str, Any]) -> dict[str, Value]:

@@ -82,7 +82,9 @@ class Authenticator:
                 raise bad_deploy_key(self.deployment_name)
             return key
         try:
-            header = raw.decode("utf-8")
+            # Optional whitespace around a field value is not part of it (RFC 9110 §5.5); not every HTTP
+            # parser strips it (httptools keeps trailing spaces), so strip it here.
+            header = raw.decode("utf-8").strip(" \t")
         except UnicodeDecodeError:
             raise BadRequestError(
                 "HeaderParseFailure", "Failed to parse the Authorization header: it is not valid UTF-8"
