@@ -12,6 +12,7 @@ it never includes field values.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import math
@@ -177,7 +178,7 @@ def _missing_field(expected: Validator) -> _Mismatch:
 
 
 @dataclass(frozen=True)
-class Validator:
+class Validator(abc.ABC):
     """Base of every validator. ``str(v)`` is the ``v.*()`` notation used in messages."""
 
     type_name: ClassVar[str] = ""
@@ -189,9 +190,9 @@ class Validator:
         """Short name of the expected type, for messages."""
         return self.type_name
 
+    @abc.abstractmethod
     def accepts_type(self, value: Any) -> bool:
         """Whether ``value`` has a type this validator can accept (contents not checked)."""
-        raise NotImplementedError
 
     def _check(self, value: Any) -> _Mismatch | None:
         return None if self.accepts_type(value) else _type_mismatch(self, value)
