@@ -32,6 +32,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from connectors.errors import ConvexError
+from connectors.perf import gc_paused
 from connectors.selection import Selection
 
 __all__ = [
@@ -525,7 +526,10 @@ class ConvexClient:
                 raise UnexpectedResponseError(
                     endpoint="list_snapshot", method="POST", status=200, message="cursor did not advance"
                 )
-            yield self._snapshot_page(resp, raw, fmt)
+            page = self._snapshot_page(resp, raw, fmt)
+            del resp, raw  # let the parsed page go before the next one is built
+            yield page
+            del page
             if not has_more:
                 return
             cursor = next_cursor
@@ -584,7 +588,10 @@ class ConvexClient:
                     status=200,
                     message=f"cursor did not advance: requested {cursor}, got {next_cursor}",
                 )
-            yield self._delta_page(resp, raw, fmt)
+            page = self._delta_page(resp, raw, fmt)
+            del resp, raw  # let the parsed page go before the next one is built
+            yield page
+            del page
             if not has_more:
                 return
             cursor = next_cursor
@@ -823,7 +830,8 @@ class ConvexClient:
 
     def _parse_json(self, endpoint: str, resp: requests.Response) -> Any:
         try:
-            return orjson.loads(resp.content)
+            with gc_paused():
+                return orjson.loads(resp.content)
         except orjson.JSONDecodeError as exc:
             self._unexpected(endpoint, resp, f"Failed to deserialize query result: {exc}")
 
@@ -856,6 +864,12 @@ class ConvexClient:
             self._unexpected(endpoint, resp, f"`values` must be a list, got {_describe(items)}")
         if not items:
             return []
+        with gc_paused():
+            return self._decode_values(endpoint, resp, items, fmt, is_delta=is_delta)
+
+    def _decode_values(
+        self, endpoint: str, resp: requests.Response, items: list[Any], fmt: ExportFormat, *, is_delta: bool
+    ) -> list[ExportedValue]:
         decode = _decoder(fmt)
         out: list[ExportedValue] = []
         append = out.append

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS shape_counts (
 """
 
 DB_FILE = "convex.sqlite3"
+CHECKPOINT_INTERVAL_S = 0.5
+WRITER_AUTOCHECKPOINT_PAGES = 20_000
 
 
 class SqlitePersistence(SqlPersistence):
@@ -62,11 +64,20 @@ class SqlitePersistence(SqlPersistence):
         )
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
+        # Checkpoints copy the WAL into the database file and fsync it; done by the committing thread
+        # they stall every few commits. A background thread checkpoints instead (PASSIVE never blocks the
+        # writer); the writer only checkpoints itself if the WAL grows past ~80 MB.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+        )
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -76,6 +87,15 @@ class SqlitePersistence(SqlPersistence):
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database: {exc}") from exc
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[WriteSession]:
@@ -110,6 +130,8 @@ class SqlitePersistence(SqlPersistence):
 
     def close(self) -> None:
         self._closed = True
+        self._stop.set()
+        self._checkpointer.join(timeout=10)
         with self._readers_lock:
             for conn in self._readers:
                 with contextlib.suppress(sqlite3.Error):

@@ -61,6 +61,7 @@ from connectors.errors import (
     PlainError,
 )
 from connectors.keys import Operation, instance_secret
+from connectors.perf import gc_paused
 from connectors.server import wire
 from connectors.server.auth import Api, Authenticator
 
@@ -265,7 +266,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _parse_json(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        with gc_paused():  # import bodies hold up to tens of thousands of records
+            return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         # orjson's message names the position only, never the content.
         raise BadRequestError("BadJsonBody", f"Failed to parse the JSON body: {exc}") from None
