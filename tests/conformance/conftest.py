@@ -1,28 +1,10 @@
-"""Fixtures for the conformance suite: real servers (SQLite and PostgreSQL) reused from the integration suite.
+"""Fixtures for the conformance suite: the integration suite's real servers (SQLite and PostgreSQL).
 
-``tests/integration/conftest.py`` defines ``ServerFactory``; its fixtures are directory-scoped, so the same
-ones are declared here over the shared ``deployment_factory`` (``tests/conftest.py``).
+Fixtures are directory-scoped, so the integration ones are imported here to be visible to this folder too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from tests.integration.conftest import live_server, server_factory
 
-import pytest
-
-from tests.conftest import DeploymentFactory
-from tests.integration.conftest import LiveServer, ServerFactory
-
-
-@pytest.fixture
-def server_factory(deployment_factory: DeploymentFactory) -> Iterator[ServerFactory]:
-    factory = ServerFactory(deployment_factory)
-    try:
-        yield factory
-    finally:
-        factory.stop_all()
-
-
-@pytest.fixture
-def live_server(server_factory: ServerFactory) -> LiveServer:
-    return server_factory.start()
+__all__ = ["live_server", "server_factory"]
