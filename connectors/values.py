@@ -368,10 +368,55 @@ def from_encoded_json(obj: Any) -> Value:
     return _run(_decode_encoded, obj)
 
 
+def _decode_encoded_in_place(v: Any) -> Value:
+    """Like :func:`_decode_encoded`, but reuses the parsed containers (they are ours to change), which
+    halves the allocations of a page of documents."""
+    t = type(v)
+    if t is list:
+        i = 0
+        try:
+            for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
+                tx = type(x)
+                if tx is str or tx is float or tx is bool or x is None:
+                    continue
+                v[i] = float(x) if tx is int else _decode_encoded_in_place(x)
+        except _Problem as p:
+            p.rev_path.append(i)
+            raise
+        except OverflowError:
+            raise _Problem("Number is too large for a Float64", [i]) from None
+        return v
+    if t is dict:
+        if len(v) == 1:
+            ((k, x),) = v.items()
+            if k == "$integer":
+                return _decode_integer_payload(x)
+            if k == "$float":
+                return _decode_float_payload(x)
+            if k == "$bytes":
+                return _b64decode(x, "$bytes")
+        for k, x in v.items():
+            if type(k) is not str:
+                raise _Problem(f"Object keys must be strings, not {type(k).__name__}")
+            if k[:1] == "$":
+                raise _dollar_key_problem(k)
+            tx = type(x)
+            if tx is str or tx is float or tx is bool or x is None:
+                continue
+            try:
+                v[k] = _decode_encoded_in_place(x)
+            except _Problem as p:
+                p.rev_path.append(k)
+                raise
+        return v
+    return _decode_encoded(v)
+
+
 def decode_encoded_value(v: Any) -> Value:
-    """Decode one parsed ``convex_encoded_json`` value (raises InvalidValueError with the path)."""
+    """Decode one parsed ``convex_encoded_json`` value, reusing its containers (raises
+    InvalidValueError with the path)."""
     try:
-        return _decode_encoded(v)
+        return _decode_encoded_in_place(v)
     except _Problem as p:
         raise p.to_error() from None
 

@@ -680,3 +680,14 @@ def test_index_key_is_deterministic_for_equal_values() -> None:
     assert encode_index_key([{"b": 1, "a": 2}]) == encode_index_key([{"a": 2, "b": 1}])
     assert encode_index_key([1]) != encode_index_key([1.0])
     assert encode_index_key([0.0]) != encode_index_key([-0.0])
+
+
+@settings(max_examples=250, deadline=None)
+@given(values)
+def test_in_place_encoded_decoding_matches_the_reference_decoder(v: Any) -> None:
+    # The client's hot path reuses the parsed containers; it must agree with from_encoded_json.
+    from connectors.values import decode_encoded_value
+
+    wire = wire_bytes(v, ValueFormat.ENCODED)
+    assert same(decode_encoded_value(orjson.loads(wire)), v)
+    assert same(decode_encoded_value(orjson.loads(wire)), from_encoded_json(orjson.loads(wire)))
