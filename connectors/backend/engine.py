@@ -578,6 +578,14 @@ class Deployment:
         timestamp reached are always completed. Rows of deleted tables are read but skipped. When the log
         is exhausted the cursor is the current read timestamp.
         """
+        rows, cursor, has_more = self.read_change_rows(after_ts, limit, up_to_ts=up_to_ts)
+        return ChangePage(self._changes(rows), len(rows), cursor, has_more)
+
+    def read_change_rows(
+        self, after_ts: int, limit: int | None = None, *, up_to_ts: int | None = None
+    ) -> tuple[list[LogRow], int, bool]:
+        """:meth:`read_changes` as raw log rows ``(ts, tablet, id, deleted, flags, body, seq)``, rows of
+        deleted tables included: for exporters that turn rows into bytes without building objects."""
         limit = limit or self.config.deltas_page_limit
         upper = self.read_timestamp() if up_to_ts is None else up_to_ts
         rows: list[LogRow] = self.persistence.log_page(after_ts, upper, limit)
@@ -589,7 +597,7 @@ class Deployment:
             has_more, cursor = True, last[0]
         # Commit order within one ts is write order; the contract orders a transaction by (table, id).
         rows.sort(key=_log_order)
-        return ChangePage(self._changes(rows), len(rows), cursor, has_more)
+        return rows, cursor, has_more
 
     def _changes(self, rows: list[LogRow]) -> list[Change]:
         tablets = self._catalog.tablets

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from connectors import ids, values
-from connectors.backend.engine import Change, Deployment, TableInfo
+from connectors.backend.engine import Deployment, TableInfo
 from connectors.errors import BadRequestError, InternalError
 from connectors.selection import ColumnFilter, Selection
 from connectors.values import ValueFormat
@@ -239,59 +239,53 @@ def document_deltas(
     read_ts = deployment.read_timestamp()
     if cursor > read_ts:
         raise cursor_too_new(cursor)
-    page = deployment.read_changes(cursor, limit, up_to_ts=read_ts)
+    rows, next_cursor, has_more = deployment.read_change_rows(cursor, limit, up_to_ts=read_ts)
     out = bytearray(b"[")
     count = 0
-    prefixes: dict[int, tuple[bytes, ColumnFilter | None]] = {}
-    included: dict[int, bool] = {}
-    for change in page.changes:
-        tablet = change.table.tablet
-        keep = included.get(tablet)
-        if keep is None:
-            keep = included[tablet] = selection.includes_table(change.table.component, change.table.name)
-        if not keep:
+    # Per table: None if skipped (deleted or not selected), else (table, prefix, column filter).
+    tables: dict[int, tuple[TableInfo, bytes, ColumnFilter | None] | None] = {}
+    for ts, tablet, internal_id, deleted, flags, body, _seq in rows:
+        entry = tables.get(tablet, _UNSEEN)
+        if entry is _UNSEEN:
+            entry = tables[tablet] = _delta_table(deployment, selection, tablet)
+        if entry is None:
             continue
-        _append_change(out, change, fmt, selection, prefixes)
+        table, prefix, columns = entry
+        if deleted:
+            out += orjson.dumps(
+                {
+                    "_component": table.component,
+                    "_table": table.name,
+                    "_ts": ts,
+                    "_deleted": True,
+                    "_id": ids.encode_id(table.table_number, internal_id),
+                }
+            )
+        else:
+            out += prefix
+            out += str(ts).encode()
+            out += b","
+            out += _document_bytes(body, flags, fmt, columns)[1:]
+        out += b","
         count += 1
     if count:
         out[-1:] = b"]"
     else:
         out += b"]"
-    return DeltasPageResult(bytes(out), count, page.cursor, page.has_more)
+    return DeltasPageResult(bytes(out), count, next_cursor, has_more)
 
 
-def _append_change(
-    out: bytearray,
-    change: Change,
-    fmt: ValueFormat,
-    selection: Selection,
-    prefixes: dict[int, tuple[bytes, ColumnFilter | None]],
-) -> None:
-    table = change.table
-    cached = prefixes.get(table.tablet)
-    if cached is None:
-        cached = prefixes[table.tablet] = (
-            _prefix(table, deltas=True),
-            selection.column_filter(table.component, table.name),
-        )
-    prefix, columns = cached
-    if change.deleted or change.body is None:
-        out += orjson.dumps(
-            {
-                "_component": table.component,
-                "_table": table.name,
-                "_ts": change.ts,
-                "_deleted": True,
-                "_id": ids.encode_id(table.table_number, change.internal_id),
-            }
-        )
-        out += b","
-        return
-    out += prefix
-    out += str(change.ts).encode()
-    out += b","
-    out += _document_bytes(change.body, change.flags, fmt, columns)[1:]
-    out += b","
+_UNSEEN: Any = object()
+
+
+def _delta_table(
+    deployment: Deployment, selection: Selection, tablet: int
+) -> tuple[TableInfo, bytes, ColumnFilter | None] | None:
+    table = deployment.table_by_tablet(tablet)
+    # Rows of tables that no longer exist are skipped entirely (streaming-export.md §5.6).
+    if table is None or table.state == "deleted" or not selection.includes_table(table.component, table.name):
+        return None
+    return table, _prefix(table, deltas=True), selection.column_filter(table.component, table.name)
 
 
 # Schemas -------------------------------------------------------------------------------------------
