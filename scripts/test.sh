@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 CONVEX_TEST_PG_URL="$(bash scripts/ensure_postgres.sh)"
 export CONVEX_TEST_PG_URL
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q -m "not slow" "$@"
+.venv/bin/python -m pytest -q "$@"
