@@ -27,7 +27,6 @@ import orjson
 
 from connectors import identifiers, ids, values
 from connectors.backend.persistence import (
-    ComponentRow,
     IndexRow,
     LogRow,
     Persistence,
@@ -1276,7 +1275,6 @@ def open_deployment(
 __all__ = [
     "Change",
     "ChangePage",
-    "ComponentRow",
     "Deployment",
     "DeploymentConfig",
     "Document",

@@ -24,17 +24,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 # Row types -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ComponentRow:
-    component_id: int
-    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +159,3 @@ class Persistence(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
-
-    def iter_read(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
-        yield from self.read(sql, params)

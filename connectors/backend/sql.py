@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from connectors.backend.persistence import LogRow, Persistence, SnapshotRow, WriteSession
@@ -217,12 +217,3 @@ class SqlPersistence(Persistence):
             rows = session.execute("SELECT seq FROM revisions WHERE tablet = ? LIMIT ?", (tablet, batch))
             self._delete_seqs(session, rows)
             return len(rows)
-
-
-@contextlib.contextmanager
-def closing_cursor(conn: Any) -> Iterator[Any]:
-    cur = conn.cursor()
-    try:
-        yield cur
-    finally:
-        cur.close()
