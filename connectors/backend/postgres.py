@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS shape_counts (
 """
 
 _WRITER_LOCK_KEY = 0x436F6E766578  # "Convex": one writer per database schema
+_ANALYZE_MIN_ROWS = 5_000
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -80,6 +81,10 @@ class PostgresPersistence(SqlPersistence):
         except psycopg.Error as exc:
             raise StorageError(f"cannot open PostgreSQL database: {type(exc).__name__}") from exc
         self._write_lock = threading.Lock()
+        self._unanalyzed = 0
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'revisions'::regclass").fetchone()
+        self._analyzed_rows = max(0, int(row[0])) if row else 0
 
     def _sql(self, sql: str) -> str:
         converted = self._sql_cache.get(sql)
@@ -93,14 +98,29 @@ class PostgresPersistence(SqlPersistence):
             cur = self._writer.cursor()
             try:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK_KEY,))
-                yield SqlWriteSession(cur, self._sql)
+                session = SqlWriteSession(cur, self._sql)
+                yield session
             except BaseException:
                 self._writer.rollback()
                 raise
             else:
                 self._writer.commit()
+                self._keep_statistics_fresh(cur, session.rows_written)
             finally:
                 cur.close()
+
+    def _keep_statistics_fresh(self, cur: Any, written: int) -> None:
+        """ANALYZE after bulk writes. Until autovacuum gets round to it, a freshly loaded table has no
+        statistics and the planner answers every snapshot page with a bitmap scan and a sort of the whole
+        table instead of one index seek, turning a listing quadratic."""
+        self._unanalyzed += written
+        if self._unanalyzed < max(_ANALYZE_MIN_ROWS, self._analyzed_rows // 5):
+            return
+        cur.execute("ANALYZE revisions")
+        cur.execute("ANALYZE index_entries")
+        self._writer.commit()
+        self._analyzed_rows += self._unanalyzed
+        self._unanalyzed = 0
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Any]:

@@ -73,10 +73,12 @@ class SqlWriteSession(WriteSession):
     def __init__(self, cursor: Any, convert: Any) -> None:
         self._cur = cursor
         self._sql = convert  # placeholder conversion for the dialect
+        self.rows_written = 0  # revisions and index entries, for statistics upkeep
 
     def insert_revisions(self, rows: Sequence[tuple]) -> None:
         if rows:
             self._cur.executemany(self._sql(INSERT_REVISION), rows)
+            self.rows_written += len(rows)
 
     def supersede(self, rows: Sequence[tuple[int, int, bytes, int]]) -> None:
         if rows:
@@ -112,6 +114,7 @@ class SqlWriteSession(WriteSession):
     def add_index_entries(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
         if rows:
             self._cur.executemany(self._sql(ADD_INDEX_ENTRY), rows)
+            self.rows_written += len(rows)
 
     def remove_index_entries(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
         if rows:
