@@ -987,3 +987,56 @@ def test_api_error_pickles() -> None:
         "list_snapshot",
     )
     assert str(clone) == str(err)
+
+
+# --- page pipelining --------------------------------------------------------------------------------------
+
+
+def test_pipelined_pages_send_the_same_requests_with_auth(server: FakeServer, client: ConvexClient) -> None:
+    server.reply(json=snapshot_page([row("a", "1")], BIG_TS, "c1", True))
+    server.reply(json=snapshot_page([row("a", "2")], BIG_TS, "c2", True))
+    server.reply(json=snapshot_page([row("a", "3")], BIG_TS, None, False))
+    pages = list(client.iter_snapshot_pages(fmt="json"))
+    assert [v.document["_id"] for p in pages for v in p.values] == ["1", "2", "3"]
+    assert [(r.json()["snapshot"], r.json()["cursor"]) for r in server.requests] == [
+        (None, None),
+        (BIG_TS, "c1"),
+        (BIG_TS, "c2"),
+    ]
+    for req in server.requests:
+        assert req.method == "POST" and req.path == "/api/list_snapshot"
+        assert req.headers["authorization"] == f"Convex {KEY}"
+        assert req.headers["convex-client"] == "convex-connectors-0.1.0"
+        assert req.headers["content-type"] == "application/json"
+
+
+def test_a_failed_pipelined_page_is_retried_through_the_regular_path(
+    server: FakeServer, client: ConvexClient, sleeps: Sleeps
+) -> None:
+    server.reply(json=snapshot_page([row("a", "1")], BIG_TS, "c1", True))
+    server.reply(503, json={"code": "Overloaded", "message": "busy"})  # the pipelined request
+    server.reply(json=snapshot_page([row("a", "2")], BIG_TS, None, False))  # the same page, again
+    pages = list(client.iter_snapshot_pages(fmt="json"))
+    assert [v.document["_id"] for p in pages for v in p.values] == ["1", "2"]
+    assert [r.json()["cursor"] for r in server.requests] == [None, "c1", "c1"]
+
+
+def test_a_pipelined_client_error_surfaces_with_code_and_message(
+    server: FakeServer, client: ConvexClient
+) -> None:
+    server.reply(json=delta_page([row("a", "1", _deleted=False)], BIG_TS, True))
+    server.reply(400, json={"code": "InvalidWindowToReadDocuments", "message": "too old"})  # pipelined
+    server.reply(400, json={"code": "InvalidWindowToReadDocuments", "message": "too old"})  # regular
+    with pytest.raises(ConvexApiError) as info:
+        list(client.iter_delta_pages(BIG_TS - 1, fmt="json"))
+    assert info.value.code == "InvalidWindowToReadDocuments" and info.value.status == 400
+
+
+def test_no_pipeline_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., ConvexClient]
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = make_client()
+    assert client._open_pipeline("list_snapshot") is None
