@@ -450,6 +450,46 @@ class _PagePipeline:
             self._conn.close()
 
 
+class _Pager:
+    """Drives a paging loop over a ``_PagePipeline``: the current page comes from the pipeline when the
+    next request was already sent and answered 200, else from the regular (retrying) request."""
+
+    def __init__(self, client: ConvexClient, endpoint: str) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        self._pipe = client._open_pipeline(endpoint)
+        self._sent = False
+
+    def current(
+        self, fetch: Callable[..., tuple[Any, dict[str, Any]]], *args: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        if self._sent and self._pipe is not None:
+            self._sent = False
+            try:
+                status, data = self._pipe.receive()
+            except (OSError, http.client.HTTPException, EOFError, gzip.BadGzipFile):
+                status, data = 0, b""
+            if status == 200:
+                return self._client._pipelined_result(self._endpoint, status, data)
+            self.close()  # broken, or an error answer: the regular path repeats it with retries
+        return fetch(*args)
+
+    def request_next(self, body: bytes) -> None:
+        if self._pipe is None:
+            return
+        try:
+            self._pipe.send(body)
+            self._sent = True
+        except (OSError, http.client.HTTPException):
+            self.close()
+
+    def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+        self._sent = False
+
+
 class ConvexClient:
     """Typed client for one deployment. Thread-safe for concurrent calls (pooled connections).
 
@@ -565,42 +605,14 @@ class ConvexClient:
         }
         return _PagePipeline(self._config, f"api/{endpoint}", headers)
 
-    @staticmethod
-    def _pipeline_send(pipe: _PagePipeline, body: bytes) -> tuple[bool, _PagePipeline | None]:
-        """Send the next page's request; ``(False, None)`` when the pipeline broke."""
-        try:
-            pipe.send(body)
-        except (OSError, http.client.HTTPException):
-            pipe.close()
-            return False, None
-        return True, pipe
-
-    @staticmethod
-    def _pipeline_collect(
-        pipe: _PagePipeline | None,
-    ) -> tuple[tuple[int, bytes] | None, _PagePipeline | None]:
-        """Read the pipelined response. A broken pipeline or a non-200 answer gives ``(None, None)``: the
-        page is then requested again through the regular path (retries, error reporting)."""
-        if pipe is None:
-            return None, None
-        try:
-            status, data = pipe.receive()
-        except (OSError, http.client.HTTPException, EOFError, gzip.BadGzipFile):
-            pipe.close()
-            return None, None
-        if status != 200:
-            pipe.close()
-            return None, None
-        return (status, data), pipe
-
-    def _pipelined_result(self, endpoint: str, result: tuple[int, bytes]) -> tuple[Any, dict[str, Any]]:
-        resp = _PipelinedResponse(result[0])
+    def _pipelined_result(self, endpoint: str, status: int, data: bytes) -> tuple[Any, dict[str, Any]]:
+        resp: Any = _PipelinedResponse(status)
         try:
             with gc_paused():
-                body = orjson.loads(result[1])
+                body = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            self._unexpected(endpoint, resp, f"Failed to deserialize query result: {exc}")  # type: ignore[arg-type]
-        return resp, self._expect_object(endpoint, resp, body)  # type: ignore[arg-type]
+            self._unexpected(endpoint, resp, f"Failed to deserialize query result: {exc}")
+        return resp, self._expect_object(endpoint, resp, body)
 
     def _snapshot_header(
         self, resp: requests.Response, raw: Mapping[str, Any]
@@ -639,19 +651,10 @@ class ConvexClient:
         The next page is requested before this one is decoded and consumed (see ``_PagePipeline``)."""
         pinned = snapshot
         endpoint = "list_snapshot"
-        pipe = self._open_pipeline(endpoint)
-        sent = False
+        pager = _Pager(self, endpoint)
         try:
             while True:
-                resp: Any = None
-                raw: dict[str, Any] | None = None
-                if sent:
-                    result, pipe = self._pipeline_collect(pipe)
-                    sent = False
-                    if result is not None:
-                        resp, raw = self._pipelined_result(endpoint, result)
-                if raw is None:
-                    resp, raw = self._fetch_snapshot(pinned, cursor, selection, fmt)
+                resp, raw = pager.current(self._fetch_snapshot, pinned, cursor, selection, fmt)
                 snap, next_cursor, has_more = self._snapshot_header(resp, raw)
                 if pinned is not None and snap != pinned:
                     raise UnexpectedResponseError(
@@ -661,15 +664,13 @@ class ConvexClient:
                         message=f"snapshot changed between pages: requested {pinned}, got {snap}",
                     )
                 pinned = snap
-                if has_more and next_cursor == cursor:
-                    # A server that does not advance would make us loop forever.
-                    raise UnexpectedResponseError(
-                        endpoint=endpoint, method="POST", status=200, message="cursor did not advance"
-                    )
-                if has_more and pipe is not None:
-                    sent, pipe = self._pipeline_send(
-                        pipe, self._snapshot_body(pinned, next_cursor, selection, fmt)
-                    )
+                if has_more:
+                    if next_cursor == cursor:
+                        # A server that does not advance would make us loop forever.
+                        raise UnexpectedResponseError(
+                            endpoint=endpoint, method="POST", status=200, message="cursor did not advance"
+                        )
+                    pager.request_next(self._snapshot_body(pinned, next_cursor, selection, fmt))
                 page = self._snapshot_page(resp, raw, fmt)
                 del resp, raw  # let the parsed page go before the next one is built
                 yield page
@@ -678,8 +679,7 @@ class ConvexClient:
                     return
                 cursor = next_cursor
         finally:
-            if pipe is not None:
-                pipe.close()
+            pager.close()
 
     def document_deltas(
         self,
@@ -727,19 +727,10 @@ class ConvexClient:
         """Every page until ``hasMore`` is false; the last page's cursor is where the next sync starts.
         The next page is requested before this one is decoded and consumed (see ``_PagePipeline``)."""
         endpoint = "document_deltas"
-        pipe = self._open_pipeline(endpoint)
-        sent = False
+        pager = _Pager(self, endpoint)
         try:
             while True:
-                resp: Any = None
-                raw: dict[str, Any] | None = None
-                if sent:
-                    result, pipe = self._pipeline_collect(pipe)
-                    sent = False
-                    if result is not None:
-                        resp, raw = self._pipelined_result(endpoint, result)
-                if raw is None:
-                    resp, raw = self._fetch_deltas(cursor, selection, fmt)
+                resp, raw = pager.current(self._fetch_deltas, cursor, selection, fmt)
                 next_cursor, has_more = self._delta_header(resp, raw)
                 if next_cursor < cursor or (has_more and next_cursor == cursor):
                     raise UnexpectedResponseError(
@@ -748,8 +739,8 @@ class ConvexClient:
                         status=200,
                         message=f"cursor did not advance: requested {cursor}, got {next_cursor}",
                     )
-                if has_more and pipe is not None:
-                    sent, pipe = self._pipeline_send(pipe, self._deltas_body(next_cursor, selection, fmt))
+                if has_more:
+                    pager.request_next(self._deltas_body(next_cursor, selection, fmt))
                 page = self._delta_page(resp, raw, fmt)
                 del resp, raw  # let the parsed page go before the next one is built
                 yield page
@@ -758,8 +749,7 @@ class ConvexClient:
                     return
                 cursor = next_cursor
         finally:
-            if pipe is not None:
-                pipe.close()
+            pager.close()
 
     def json_schemas(
         self, *, delta_schema: bool = False, fmt: ExportFormat = "json", by_component: bool = False
