@@ -26,6 +26,7 @@ import click
 
 from connectors import keys
 from connectors.backend.engine import NS_PER_DAY, Deployment, DeploymentConfig
+from connectors.backend.sqlite import DB_FILE
 from connectors.keys import KeyKind
 
 __all__ = ["DEFAULT_DATA_DIR", "StoreLocation", "deployment_options", "main", "open_deployment"]
@@ -250,6 +251,11 @@ def export_command(store: StoreLocation, path: Path) -> None:
     write snapshot_<ts>.zip into). One consistent snapshot; Int64, Bytes and special floats exact."""
     from connectors.backup import export_backup
 
+    if store.data_dir is not None and not (store.data_dir / DB_FILE).exists():
+        # Opening would create an empty deployment and export nothing: almost surely a wrong path.
+        raise click.ClickException(
+            f"There is no deployment in {store.data_dir} (no {DB_FILE}). Check --data-dir."
+        )
     progress = _Progress("exporting")
     with open_deployment(store) as deployment:
         try:

@@ -76,3 +76,11 @@ def test_import_of_a_non_zip_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["import", "--data-dir", str(tmp_path / "d"), str(bogus)])
     assert result.exit_code == 1
     assert "not a valid ZIP" in result.output
+
+
+def test_export_of_a_missing_deployment_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing-here"
+    result = CliRunner().invoke(main, ["export", "--data-dir", str(missing), str(tmp_path / "b.zip")])
+    assert result.exit_code == 1
+    assert "There is no deployment in" in result.output
+    assert not missing.exists()  # nothing was created by mistake
