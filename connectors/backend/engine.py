@@ -254,7 +254,10 @@ class Deployment:
         self._index_ready = threading.Condition()
         self._catalog = self._load_catalog()
         self._last_ts = self._load_last_ts()
-        self._handed_out = max(self._last_ts, self._clock())
+        # Timestamps handed out before a clean shutdown stay below every later commit even if the clock
+        # went backwards meanwhile (after a crash, the clock is all there is).
+        rows = self.persistence.read("SELECT value FROM globals WHERE key = ?", ("handed_out",))
+        self._handed_out = max(self._last_ts, self._clock(), int(rows[0][0]) if rows else 0)
         self._schema_cache: tuple[str | None, Any] = (None, None)
         self._threads: list[threading.Thread] = []
         # Where each backfilling index has got to; lost on restart, which only repeats idempotent work.
@@ -334,6 +337,11 @@ class Deployment:
         for t in self._threads:
             t.join(timeout=10)
         with self._tx_lock:
+            with contextlib.suppress(Exception), self.persistence.write_transaction() as s:
+                s.execute("DELETE FROM globals WHERE key = ?", ("handed_out",))
+                s.execute(
+                    "INSERT INTO globals (key, value) VALUES (?, ?)", ("handed_out", str(self._handed_out))
+                )
             self.persistence.close()
 
     def __enter__(self) -> Deployment:

@@ -8,11 +8,12 @@ import pytest
 
 from connectors import ids, values
 from connectors.backend import export
-from connectors.backend.engine import Deployment
+from connectors.backend.engine import Deployment, DeploymentConfig
 from connectors.errors import SchemaValidationError
 from connectors.schema import parse_database_schema
 from connectors.selection import Selection
 from connectors.values import ValueFormat
+from tests.conftest import DeploymentFactory, FakeClock
 from tests.unit.backend._util import all_changes, assert_shape_matches, live_docs, snapshot_pages
 
 
@@ -278,3 +279,18 @@ def test_reopen_keeps_documents_tables_indexes_and_timestamps(deployment_factory
     changes, _ = all_changes(dep, handed_out)
     assert [c.id for c in changes] == [new]
     assert ids.decode_id(new)[0] == 10001
+
+
+def test_timestamps_handed_out_before_a_clean_shutdown_stay_below_later_commits(
+    deployment_factory: DeploymentFactory,
+) -> None:
+    clock = FakeClock()
+    dep = deployment_factory.open(DeploymentConfig(background=False, clock_ns=clock))
+    handed_out = dep.read_timestamp()
+    dep.close()
+    clock.now -= 3_600 * 10**9  # the wall clock went back an hour before the restart
+    dep = deployment_factory.open(DeploymentConfig(background=False, clock_ns=clock))
+    with dep.transaction() as tx:
+        tx.create_table("t")
+    assert dep.last_commit_ts > handed_out
+    assert dep.read_timestamp() >= handed_out
