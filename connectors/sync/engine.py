@@ -136,8 +136,10 @@ def run_sync(
     selection: SyncSelection,
     state: SyncState,
     mode: SyncMode = SyncMode.INCREMENTAL,
-) -> Iterator[SyncEvent]:
-    """Drive ``state`` forward; see the module docstring for the events and their order."""
+) -> Generator[SyncEvent, None, None]:
+    """Drive ``state`` forward; see the module docstring for the events and their order.
+
+    A generator: ``close()`` it to stop early (the reader's page pipeline is closed with it)."""
     if mode is SyncMode.SNAPSHOT_ONLY and state.phase is Phase.DELTAS:
         state = state.restarted()
     tables = _Tables(state)

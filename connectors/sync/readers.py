@@ -14,7 +14,7 @@ Both raise ``ConvexError`` subclasses whose ``code`` is the wire code (``Snapsho
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
@@ -37,6 +37,9 @@ from connectors.constants import (
 from connectors.errors import ConvexError, InternalError
 from connectors.perf import gc_paused
 from connectors.selection import Selection
+
+if TYPE_CHECKING:
+    from connectors.backend.engine import Deployment
 
 __all__ = ["ExportReader", "HttpReader", "LocalReader"]
 
@@ -98,7 +101,7 @@ class LocalReader:
 
     def __init__(
         self,
-        deployment: Any,
+        deployment: Deployment,
         *,
         snapshot_page_limit: int | None = None,
         deltas_page_limit: int | None = None,

@@ -491,3 +491,19 @@ def test_client_side_filter_when_the_server_ignores_the_selection(
     assert set(replica.contents()) == {POSTS, JOBS}
     assert all("b" not in d and "nested" not in d and "n" in d for d in replica.tables[POSTS].values())
     assert replica.checkpoints[-1][0].tables_seen == {POSTS, JOBS}
+
+
+def test_empty_deployment_finishes_at_the_snapshot(open_source: SourceFactory) -> None:
+    """fivetran-source.md §8 item 2: no tables, and a DeltaUpdates checkpoint at the snapshot returned."""
+    source = open_source()
+    events = list(
+        run_sync(source.reader, SyncSelection.everything(), SyncState.fresh(), SyncMode.STOP_AFTER_SNAPSHOT)
+    )
+    assert len(events) == 2
+    done, final = events
+    assert isinstance(done, SnapshotComplete) and isinstance(final, Checkpoint)
+    assert final.state.phase is Phase.DELTAS and final.state.delta_cursor == done.snapshot_ts
+    assert final.state.tables_seen == frozenset()
+    assert fivetran_state.serialize(final.state) == (
+        f'{{"version":2,"checkpoint":{{"DeltaUpdates":{{"cursor":{done.snapshot_ts}}}}},"tablesSeen":[]}}'
+    )
