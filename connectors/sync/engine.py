@@ -148,8 +148,6 @@ def run_sync(
         if final is None or mode is not SyncMode.INCREMENTAL:
             return
         state = final
-    elif mode is SyncMode.SNAPSHOT_ONLY:  # unreachable: restarted above
-        return
     yield from _deltas(reader, selection, state, tables)
 
 
