@@ -71,7 +71,7 @@ def fixture(name: str) -> Path:
 
 # --- the shared fixtures, with the expected rows of their README ------------------------------------------
 
-BOOKS_DELETE_ROW = {
+BOOKS_DELETE_ROW: dict[str, Cell] = {
     "id": "1",
     "title": None,
     "magic_number": None,
