@@ -45,8 +45,8 @@ class ConfigurationError(ValueError):
 
 
 @dataclass(frozen=True)
-class DeploymentConfig:
-    """A validated configuration: ``url`` is normalised with a trailing slash (``https://x.convex.cloud/``)."""
+class ConnectorConfig:
+    """A connector's validated configuration; ``url`` ends with a slash (``https://x.convex.cloud/``)."""
 
     url: str
     key: str = field(repr=False)
@@ -72,7 +72,7 @@ class _UrlSyntaxError(ValueError):
     pass
 
 
-def parse_configuration(configuration: Mapping[str, str]) -> DeploymentConfig:
+def parse_configuration(configuration: Mapping[str, str]) -> ConnectorConfig:
     """Validate the ``url`` and ``key`` entries of a Fivetran configuration map.
 
     Raises ConfigurationError with the contract's text. The key is registered with the log redaction filter
@@ -100,7 +100,7 @@ def parse_configuration(configuration: Mapping[str, str]) -> DeploymentConfig:
     key = configuration[KEY_KEY]
     register_secret(key)
     port = "" if url.port is None else f":{url.port}"
-    return DeploymentConfig(url=f"{url.scheme}://{url.host}{port}/", key=key)
+    return ConnectorConfig(url=f"{url.scheme}://{url.host}{port}/", key=key)
 
 
 def _parse_url(text: str) -> _ParsedUrl:

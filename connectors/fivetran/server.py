@@ -58,19 +58,27 @@ class BoundServer:
     addresses: tuple[str, ...]
 
 
-def create_server(settings: ServerSettings, register: RegisterServicers) -> BoundServer:
-    """Build the server, let ``register`` add the servicers, and bind the port (0 picks a free one)."""
+def create_server(
+    settings: ServerSettings,
+    register: RegisterServicers,
+    hosts: tuple[str, ...] = (IPV6_WILDCARD, IPV4_WILDCARD),
+) -> BoundServer:
+    """Build the server, let ``register`` add the servicers, and bind the port (0 picks a free one).
+
+    ``hosts`` are tried in order and the first that binds is used: the IPv6 wildcard (which covers IPv4
+    too), else the IPv4 wildcard on a host without IPv6.
+    """
     executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="fivetran-grpc")
     server = grpc.server(executor, options=list(SERVER_OPTIONS), compression=grpc.Compression.Gzip)
     register(server)
     failures: list[str] = []
-    for host in (IPV6_WILDCARD, IPV4_WILDCARD):
+    for host in hosts:
         try:
             port = server.add_insecure_port(f"{host}:{settings.port}")
         except RuntimeError as error:
             failures.append(f"{host}: {error}")
             continue
-        addresses = (IPV6_WILDCARD, IPV4_WILDCARD) if host == IPV6_WILDCARD else (IPV4_WILDCARD,)
+        addresses = (IPV6_WILDCARD, IPV4_WILDCARD) if host == IPV6_WILDCARD else (host,)
         return BoundServer(server=server, port=port, addresses=addresses)
     executor.shutdown(wait=False)
     raise PortUnavailableError(

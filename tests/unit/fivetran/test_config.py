@@ -11,7 +11,7 @@ from connectors.fivetran.config import (
     NOT_A_ROOT_URL,
     URL_WITHOUT_HOST,
     ConfigurationError,
-    DeploymentConfig,
+    ConnectorConfig,
     parse_configuration,
 )
 
@@ -67,7 +67,7 @@ MORE_ERRORS = [
 @pytest.mark.parametrize(("url", "normalised"), SPEC_VECTORS + MORE_VECTORS)
 def test_accepted_urls_are_normalised_with_a_trailing_slash(url: str, normalised: str) -> None:
     config = parse_configuration({"url": url, "key": KEY})
-    assert config == DeploymentConfig(url=normalised, key=KEY)
+    assert config == ConnectorConfig(url=normalised, key=KEY)
     assert config.endpoint("list_snapshot") == normalised + "api/list_snapshot"
 
 

@@ -175,6 +175,23 @@ def test_a_port_in_use_is_a_clear_error(server: BoundServer) -> None:
         create_server(ServerSettings(port=server.port), lambda s: None)
 
 
+def test_falls_back_to_the_next_address_when_one_cannot_be_bound() -> None:
+    """What happens on a host without IPv6: the IPv6 wildcard fails, the IPv4 one serves."""
+    bound = create_server(
+        ServerSettings(port=0, max_workers=2, grace_seconds=0),
+        lambda s: connector_sdk_pb2_grpc.add_SourceConnectorServicer_to_server(EchoSource(), s),
+        hosts=("[::ffff:not-an-address]", "127.0.0.1"),
+    )
+    bound.server.start()
+    try:
+        assert bound.addresses == ("127.0.0.1",)
+        channel, client = stub(f"127.0.0.1:{bound.port}")
+        with channel:
+            assert client.ConfigurationForm(common_pb2.ConfigurationFormRequest(), timeout=10).tests
+    finally:
+        bound.server.stop(0).wait()
+
+
 def test_port_argument() -> None:
     assert parse_port_argument([], 50051, "x") == 50051
     assert parse_port_argument(["--port", "6000"], 50051, "x") == 6000
