@@ -113,6 +113,14 @@ FIVETRAN_START_COLUMN: Final = "_fivetran_start"
 FIVETRAN_END_COLUMN: Final = "_fivetran_end"
 FIVETRAN_ACTIVE_COLUMN: Final = "_fivetran_active"
 
+# --- Fivetran connector processes (fivetran-sdk.md §5.1-5.2) -----------------------------------------------
+
+FIVETRAN_SOURCE_PORT: Final = 50051
+FIVETRAN_DESTINATION_PORT: Final = 50052
+FIVETRAN_GRPC_MAX_MESSAGE_BYTES: Final = 134_217_728
+FIVETRAN_LOG_ORIGIN_SOURCE: Final = "sdk_connector"
+FIVETRAN_LOG_ORIGIN_DESTINATION: Final = "sdk_destination"
+
 # --- Airbyte CDC columns (airbyte.md §1.5) ----------------------------------------------------------------
 
 AB_CDC_LSN: Final = "_ab_cdc_lsn"
