@@ -262,7 +262,10 @@ class TableShape:
 
     def _object_type(self, path: str) -> _tree.ObjectType:
         return _tree.ObjectType(
-            tuple(_tree.FieldType(name, self._value_type(child), optional) for name, child, optional in self._fields(path))
+            tuple(
+                _tree.FieldType(name, self._value_type(child), optional)
+                for name, child, optional in self._fields(path)
+            )
         )
 
     # --- JSON Schema and ValidatorJson (rendered by the type map) ----------------------------------------

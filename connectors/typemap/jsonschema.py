@@ -238,7 +238,9 @@ def type_from_json_schema(schema: Any, path: str = "") -> ConvexType:
     raise TypeMapError(f"unsupported JSON Schema{_where(path)}: type {kind!r}")
 
 
-def _object_from_schema(schema: dict[str, Any], path: str, *, skip: frozenset[str] = frozenset()) -> ObjectType:
+def _object_from_schema(
+    schema: dict[str, Any], path: str, *, skip: frozenset[str] = frozenset()
+) -> ObjectType:
     props = schema.get("properties", {})
     required = schema.get("required", [])
     if not isinstance(props, dict) or not isinstance(required, list):
@@ -292,11 +294,11 @@ def validator_json(t: ConvexType) -> dict[str, Any]:
     if isinstance(t, ObjectType):
         return {
             "type": "object",
-            "value": {f.name: {"fieldType": validator_json(f.type), "optional": f.optional} for f in t.fields},
+            "value": {
+                f.name: {"fieldType": validator_json(f.type), "optional": f.optional} for f in t.fields
+            },
         }
     if isinstance(t, UnionType):
         return {"type": "union", "value": [validator_json(m) for m in t.members]}
     assert isinstance(t, AnyType)
     return {"type": "any"}
-
-
