@@ -105,9 +105,9 @@ def arrow_type(t: ConvexType) -> pa.DataType:
 
 def arrow_field(name: str, t: ConvexType, optional: bool = False) -> pa.Field:
     """The Arrow field of a value of type ``t`` (nullable when optional or when null is a member)."""
-    if needs_json_text(t):
-        return pa.field(name, pa.string(), nullable=True, metadata=ARROW_JSON_METADATA)
     inner, nullable = split_nullable(t)
+    if needs_json_text(t):
+        return pa.field(name, pa.string(), nullable=optional or nullable, metadata=ARROW_JSON_METADATA)
     metadata = CREATION_TIME_METADATA if isinstance(inner, CreationTimeType) else None
     return pa.field(name, arrow_type(t), nullable=optional or nullable or inner == NEVER, metadata=metadata)
 

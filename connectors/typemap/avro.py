@@ -41,6 +41,7 @@ __all__ = [
     "avro_record_converter",
     "avro_record_to_document",
     "avro_schema",
+    "avro_type",
     "avro_value_to_convex",
 ]
 
@@ -98,7 +99,6 @@ class _Builder:
         inner, nullable = split_nullable(t)
         if needs_json_text(t):
             body: Any = {"type": "string", **AVRO_JSON_PROPERTY}
-            nullable = True
         elif inner is None or inner == NEVER:
             return "null"
         elif isinstance(inner, ScalarType):
@@ -133,6 +133,11 @@ class _Builder:
             if extra is not None and isinstance(f.type, CreationTimeType):
                 fields.append(extra.pop())
         return {"type": "record", "name": self.record_name(hint), "fields": fields}
+
+
+def avro_type(t: ConvexType, name_hint: str = "value", optional: bool = False) -> Any:
+    """The Avro schema of one value of type ``t`` (records inside are named from ``name_hint``)."""
+    return _Builder().schema(t, name_hint, optional)
 
 
 def avro_schema(table: ObjectType, name: str = "Document", namespace: str | None = None) -> dict[str, Any]:
