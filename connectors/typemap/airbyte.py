@@ -45,6 +45,7 @@ from connectors.typemap.tree import (
 )
 
 __all__ = [
+    "airbyte_is_exact",
     "airbyte_json_schema",
     "airbyte_record_data",
     "airbyte_record_to_convex",
@@ -203,9 +204,29 @@ def _member_for(j: Any, t: ConvexType) -> ConvexType:
     raise TypeMapError(f"a JSON {type(j).__name__} does not match the stream's type")
 
 
+def _written_as_string(m: ConvexType) -> bool:
+    return (
+        m == STRING_T or m == BYTES_T or isinstance(m, IdType) or (isinstance(m, Float64Type) and m.special)
+    )
+
+
+def airbyte_is_exact(t: ConvexType) -> bool:
+    """Whether values of type ``t`` read back exactly from Airbyte records: false when a union has two
+    members that are both written as JSON strings (String or Id, Bytes, NaN/±inf), as clean JSON."""
+    if isinstance(t, UnionType):
+        if sum(1 for m in t.members if _written_as_string(m)) > 1:
+            return False
+        return all(airbyte_is_exact(m) for m in t.members)
+    if isinstance(t, ArrayType):
+        return airbyte_is_exact(t.items)
+    if isinstance(t, ObjectType):
+        return all(airbyte_is_exact(f.type) for f in t.fields)
+    return True
+
+
 def airbyte_value_to_convex(j: Any, t: ConvexType) -> values.Value:
     """The inverse of :func:`to_airbyte_value` given the value's type tree (for readers of our own
-    stream's records). NaN payloads are not kept (the text is just "NaN")."""
+    stream's records): exact where :func:`airbyte_is_exact`, except NaN payloads (the text is "NaN")."""
     if j is None:
         return None
     m = _member_for(j, t)

@@ -97,7 +97,8 @@ def arrow_type(t: ConvexType) -> pa.DataType:
     if isinstance(inner, IdType):
         return pa.string()
     if isinstance(inner, ArrayType):
-        return pa.list_(arrow_field("item", inner.items))
+        # "element" is the Parquet name of list items; pyarrow renames "item" to it on write.
+        return pa.list_(arrow_field("element", inner.items))
     if isinstance(inner, ObjectType):
         return pa.struct([arrow_field(f.name, f.type, f.optional) for f in inner.fields])
     raise TypeMapError(f"no Arrow type for {type(inner).__name__}")  # needs_json_text covers the rest

@@ -53,12 +53,12 @@ def needs_json_text(t: ConvexType) -> bool:
     themselves; "any" and "never" are JSON text too. Everything else has a native typed form.
     """
     inner, _nullable = split_nullable(t)
-    if inner is None:
-        return False  # only null: a null-typed column
+    if inner is None or inner == NEVER:
+        return False  # only null, or no value at all: a null-typed column
     if isinstance(inner, UnionType | AnyType):
         return True
     if isinstance(inner, ArrayType):
-        return inner.items != NEVER and needs_json_text(inner.items)
+        return needs_json_text(inner.items)
     if isinstance(inner, ObjectType):
         return not inner.fields
     return False
