@@ -205,9 +205,7 @@ def _member_for(j: Any, t: ConvexType) -> ConvexType:
 
 
 def _written_as_string(m: ConvexType) -> bool:
-    return (
-        m == STRING_T or m == BYTES_T or isinstance(m, IdType) or (isinstance(m, Float64Type) and m.special)
-    )
+    return m in (STRING_T, BYTES_T) or isinstance(m, IdType) or (isinstance(m, Float64Type) and m.special)
 
 
 def airbyte_is_exact(t: ConvexType) -> bool:

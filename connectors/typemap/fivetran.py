@@ -43,6 +43,7 @@ from connectors.typemap.tree import (
     ObjectType,
     ScalarType,
     TypeMapError,
+    UnionType,
     split_nullable,
 )
 
@@ -159,6 +160,8 @@ def fivetran_column_type(t: ConvexType) -> FivetranDataType:
         return FivetranDataType.STRING
     if isinstance(inner, ArrayType | ObjectType):
         return FivetranDataType.JSON
+    if isinstance(inner, UnionType) and all(isinstance(m, ArrayType | ObjectType) for m in inner.members):
+        return FivetranDataType.JSON  # arrays and objects alike are json text
     return FivetranDataType.UNSPECIFIED  # null only, a mixed union, "any" or "never"
 
 

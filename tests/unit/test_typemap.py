@@ -36,17 +36,36 @@ from connectors.typemap.arrow import (
 )
 from connectors.typemap.avro import avro_record_converter, avro_record_to_document, avro_schema
 from connectors.typemap.fivetran import (
+    FivetranCellError,
     FivetranDataType,
     FivetranTimestamp,
     FivetranValue,
+    FivetranValueError,
+    creation_time_to_fivetran,
     fivetran_column_type,
+    fivetran_columns,
     fivetran_row,
+    fivetran_type_from_validator,
     fivetran_value_to_convex,
     parse_fivetran_cell,
+    schema_ts_for_fivetran_type,
+    validator_for_fivetran_type,
 )
 from connectors.typemap.jsonschema import json_schema, table_type_from_json_schema
 from connectors.typemap.jsontext import json_text, needs_json_text
-from connectors.typemap.tree import ArrayType, ConvexType, ObjectType, split_nullable
+from connectors.typemap.legacy_shape import LegacyShapeError, legacy_shape_type, parse_legacy_shape
+from connectors.typemap.markdown import fivetran_destination_markdown, type_mapping_markdown
+from connectors.typemap.tree import (
+    BYTES_T,
+    INT64_T,
+    STRING_T,
+    ArrayType,
+    ConvexType,
+    IdType,
+    ObjectType,
+    split_nullable,
+    union_of,
+)
 
 # --- strategies -------------------------------------------------------------------------------------------
 
@@ -409,3 +428,279 @@ def test_tags_and_type_order_agree_with_compare_values() -> None:
         "object",
     ]
     assert tags.value_tag(-0.0) == tags.FLOAT64_SPECIAL and tags.value_tag(0.0) == tags.FLOAT64
+
+
+# --- Fivetran vectors (fivetran-source.md §5, §6.5; fivetran-destination.md §6) ------------------------------
+
+
+def test_fivetran_data_type_is_the_proto_enum() -> None:
+    assert {t.name: t.value for t in FivetranDataType} == {
+        "UNSPECIFIED": 0,
+        "BOOLEAN": 1,
+        "SHORT": 2,
+        "INT": 3,
+        "LONG": 4,
+        "DECIMAL": 5,
+        "FLOAT": 6,
+        "DOUBLE": 7,
+        "NAIVE_DATE": 8,
+        "NAIVE_DATETIME": 9,
+        "UTC_DATETIME": 10,
+        "BINARY": 11,
+        "XML": 12,
+        "STRING": 13,
+        "JSON": 14,
+        "NAIVE_TIME": 15,
+    }
+
+
+def test_fivetran_source_row_conversion() -> None:
+    doc = {
+        "_id": "j57000820c20a1g7104gm2rc1m70ynr8",
+        "_creationTime": 1686799242010.5,
+        "_reserved": 1,
+        "car": {"year": 2014, "make": "Honda"},
+        "n": None,
+        "i": -1,
+        "f": math.inf,
+        "b": b"\x00\x10\x83",
+        "ok": True,
+    }
+    row = fivetran_row(doc)
+    assert "_reserved" not in row
+    assert row["_creationTime"] == FivetranValue("utc_datetime", FivetranTimestamp(1686799242, 10_500_000))
+    assert row["_id"] == FivetranValue("string", doc["_id"])
+    assert row["car"] == FivetranValue("json", '{"make":"Honda","year":"2014"}')
+    assert row["n"] == FivetranValue("null", True)
+    assert row["i"] == FivetranValue("long", -1)
+    assert row["f"] == FivetranValue("double", math.inf)
+    assert row["b"] == FivetranValue("binary", b"\x00\x10\x83")
+    assert row["ok"] == FivetranValue("bool", True)
+    with pytest.raises(FivetranValueError, match="Unexpected _creationTime value"):
+        creation_time_to_fivetran("2024")
+    with pytest.raises(FivetranValueError, match="Unexpected _creationTime value"):
+        creation_time_to_fivetran(math.nan)
+
+
+def test_fivetran_columns_are_typed_where_the_shape_is_exact() -> None:
+    docs = [
+        {
+            "_id": "a",
+            "_creationTime": 1.0,
+            "i": 1,
+            "s": "x",
+            "mixed": 1,
+            "nul": None,
+            "o": {"a": 1},
+            "opt": b"1",
+        },
+        {"_id": "b", "_creationTime": 2.0, "i": None, "s": "y", "mixed": "1", "nul": None, "o": [1]},
+    ]
+    columns = fivetran_columns(TableShape.from_documents(docs).type_tree("t"))
+    assert [(c.name, c.type, c.primary_key) for c in columns] == [
+        ("_id", FivetranDataType.STRING, True),
+        ("_creationTime", FivetranDataType.UTC_DATETIME, False),
+        ("i", FivetranDataType.LONG, False),
+        ("mixed", FivetranDataType.UNSPECIFIED, False),
+        ("nul", FivetranDataType.UNSPECIFIED, False),
+        ("o", FivetranDataType.JSON, False),
+        ("opt", FivetranDataType.BINARY, False),
+        ("s", FivetranDataType.STRING, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2024-01-09T04:10:19.156057706Z", 1704773419156.0576),
+        ("2024-01-08T18:52:07.754685370Z", 1704739927754.6853),
+        ("2024-02-09T00:00:00.000000000Z", 1707436800000.0),
+        ("2024-02-08T23:59:59.999999999Z", 1707436800000.0),
+        ("1970-01-01T00:00:00Z", 0.0),
+        ("2007-12-03T10:15:30.123Z", 1196676930123.0),
+        ("2007-12-03T11:15:30.123+01:00", 1196676930123.0),
+    ],
+)
+def test_utc_datetime_cells(text: str, ms: float) -> None:
+    assert same(parse_fivetran_cell(text, FivetranDataType.UTC_DATETIME, "at"), ms)
+
+
+@pytest.mark.parametrize(
+    ("text", "data_type", "expected"),
+    [
+        ("true", FivetranDataType.BOOLEAN, True),
+        ("false", FivetranDataType.BOOLEAN, False),
+        ("-32768", FivetranDataType.SHORT, -32768.0),
+        ("2147483647", FivetranDataType.INT, 2147483647.0),
+        ("9223372036854775807", FivetranDataType.LONG, 9223372036854775807),
+        ("1.23", FivetranDataType.FLOAT, 1.2300000190734863),
+        ("3.4028237E+38", FivetranDataType.FLOAT, math.inf),
+        ("3.4028236E+24", FivetranDataType.FLOAT, 3.402823609495512e24),
+        ("-0.0", FivetranDataType.DOUBLE, -0.0),
+        ("1e300", FivetranDataType.DOUBLE, 1e300),
+        ("12.3400", FivetranDataType.DECIMAL, "12.3400"),
+        ("2007-12-03", FivetranDataType.NAIVE_DATE, "2007-12-03"),
+        ("10:15:30", FivetranDataType.NAIVE_TIME, "10:15:30"),
+        ("10:15:30.5", FivetranDataType.NAIVE_TIME, "10:15:30.500"),
+        ("10:15:30.000001", FivetranDataType.NAIVE_TIME, "10:15:30.000001"),
+        ("10:15:30.000000001", FivetranDataType.NAIVE_TIME, "10:15:30.000000001"),
+        ("2007-12-03T10:15:30", FivetranDataType.NAIVE_DATETIME, "2007-12-03 10:15:30"),
+        ("2007-12-03T10:15:30.120", FivetranDataType.NAIVE_DATETIME, "2007-12-03 10:15:30.120"),
+        ("AAECAw==", FivetranDataType.BINARY, b"\x00\x01\x02\x03"),
+        ("<a/>", FivetranDataType.XML, "<a/>"),
+        ("", FivetranDataType.STRING, ""),
+        ("[1,2,3]", FivetranDataType.JSON, [1.0, 2.0, 3.0]),
+        ('{"a":{"b":[true,null,"x"]}}', FivetranDataType.JSON, {"a": {"b": [True, None, "x"]}}),
+        ("null", FivetranDataType.JSON, None),
+        ('{"$integer":"AQAAAAAAAAA="}', FivetranDataType.JSON, ValueError),
+    ],
+)
+def test_fivetran_cells(text: str, data_type: FivetranDataType, expected: Any) -> None:
+    if expected is ValueError:
+        with pytest.raises(FivetranCellError, match="isn\u2019t supported by Convex"):
+            parse_fivetran_cell(text, data_type, "col")
+        return
+    assert same(parse_fivetran_cell(text, data_type, "col"), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "data_type", "reason"),
+    [
+        ("True", FivetranDataType.BOOLEAN, "expected true or false"),
+        ("2147483648", FivetranDataType.INT, "32-bit integer"),
+        ("1_000", FivetranDataType.LONG, "64-bit integer"),
+        ("9223372036854775808", FivetranDataType.LONG, "64-bit integer"),
+        (" 1.5", FivetranDataType.DOUBLE, "floating-point"),
+        ("1_0.5", FivetranDataType.DOUBLE, "floating-point"),
+        ("2007-02-30", FivetranDataType.NAIVE_DATE, "day is out of range"),
+        ("2007-12-03 10:15:30", FivetranDataType.NAIVE_DATETIME, "without a zone"),
+        ("2007-12-03T10:15:30", FivetranDataType.UTC_DATETIME, "RFC 3339"),
+        ("AA=A", FivetranDataType.BINARY, "base64"),
+        ("{", FivetranDataType.JSON, "JSON value which isn\u2019t valid"),
+        ("true", FivetranDataType.JSON, "Booleans aren\u2019t supported as top-level JSON values"),
+        ("12", FivetranDataType.JSON, "Numbers aren\u2019t supported as top-level JSON values"),
+        ('"s"', FivetranDataType.JSON, "Strings aren\u2019t supported as top-level JSON values"),
+        ("x", FivetranDataType.UNSPECIFIED, "Can\u2019t parse a value to an unspecified type"),
+    ],
+)
+def test_fivetran_cell_errors_name_the_column_and_type_not_the_value(
+    text: str, data_type: FivetranDataType, reason: str
+) -> None:
+    with pytest.raises(FivetranCellError) as e:
+        parse_fivetran_cell(text, data_type, "price")
+    assert e.value.column == "price"
+    assert str(e.value).startswith(f"Couldn't parse field price as {data_type.name} from file: ")
+    assert reason in str(e.value)
+
+
+def test_fivetran_validators_both_ways() -> None:
+    assert validator_for_fivetran_type(FivetranDataType.LONG, True) == {
+        "type": "union",
+        "value": [{"type": "bigint"}, {"type": "null"}],
+    }
+    assert validator_for_fivetran_type(FivetranDataType.JSON, True) == {"type": "object", "value": {}}
+    assert validator_for_fivetran_type(FivetranDataType.UNSPECIFIED, True) == {"type": "any"}
+    assert schema_ts_for_fivetran_type(FivetranDataType.UTC_DATETIME, False) == "v.float64()"
+    assert schema_ts_for_fivetran_type(FivetranDataType.NAIVE_TIME, True) == "v.union(v.string(), v.null())"
+    cases = [
+        ({"type": "number"}, FivetranDataType.DOUBLE),
+        ({"type": "bigint"}, FivetranDataType.LONG),
+        ({"type": "boolean"}, FivetranDataType.BOOLEAN),
+        ({"type": "string"}, FivetranDataType.STRING),
+        ({"type": "bytes"}, FivetranDataType.BINARY),
+        ({"type": "object", "value": {}}, FivetranDataType.JSON),
+        ({"type": "array", "value": {"type": "string"}}, FivetranDataType.JSON),
+        ({"type": "union", "value": [{"type": "string"}]}, FivetranDataType.STRING),
+        ({"type": "union", "value": [{"type": "null"}, {"type": "bigint"}]}, FivetranDataType.LONG),
+        ({"type": "union", "value": [{"type": "bytes"}, {"type": "null"}]}, FivetranDataType.BINARY),
+        ({"type": "union", "value": [{"type": "bytes"}, {"type": "string"}]}, FivetranDataType.UNSPECIFIED),
+        ({"type": "null"}, FivetranDataType.UNSPECIFIED),
+        ({"type": "literal", "value": "a"}, FivetranDataType.UNSPECIFIED),
+        ({"type": "id", "tableName": "t"}, FivetranDataType.UNSPECIFIED),
+        ({"type": "any"}, FivetranDataType.UNSPECIFIED),
+    ]
+    for validator, expected in cases:
+        assert fivetran_type_from_validator(validator) is expected, validator
+    # Every type the suggestion maps to a validator that DescribeTable reads back as a Fivetran type that
+    # produces the same Convex values.
+    for dt in FivetranDataType:
+        back = fivetran_type_from_validator(validator_for_fivetran_type(dt, True))
+        assert validator_for_fivetran_type(back, True) == validator_for_fivetran_type(dt, True) or dt in (
+            FivetranDataType.UNSPECIFIED,
+        )
+
+
+# --- the JSON-text rule, the markers, the Markdown table, the legacy shapes ---------------------------------
+
+
+def test_json_text_is_clean_sorted_compact_and_marked() -> None:
+    docs = [
+        {"_id": "a", "_creationTime": 1.0, "m": {"b": 2**62, "a": [b"\x00", math.nan]}},
+        {"_id": "b", "_creationTime": 2.0, "m": 1},
+    ]
+    table = TableShape.from_documents(docs).type_tree("t")
+    field = arrow_schema(table).field("m")
+    assert field.type == pa.string() and field.metadata == {b"convex:encoding": b"json"}
+    avro_field = next(f for f in avro_schema(table)["fields"] if f["name"] == "m")
+    assert avro_field["type"] == {"type": "string", "convex.encoding": "json"}
+    assert "logicalType" not in avro_field["type"]
+    assert json_text(docs[0]["m"]) == '{"a":["AA==","NaN"],"b":"4611686018427387904"}'
+
+
+def test_creation_time_is_a_utc_microsecond_timestamp_with_the_exact_float_beside_it() -> None:
+    table = TableShape.from_documents([{"_id": "a", "_creationTime": 1686799242010.5}]).type_tree("t")
+    schema = arrow_schema(table)
+    assert schema.names[:3] == ["_id", "_creationTime", CREATION_TIME_EXACT_COLUMN]
+    assert schema.field("_creationTime").type == pa.timestamp("us", tz="UTC")
+    assert schema.field(CREATION_TIME_EXACT_COLUMN).type == pa.float64()
+    fields = {f["name"]: f["type"] for f in avro_schema(table)["fields"]}
+    assert fields["_creationTime"] == {"type": "long", "logicalType": "timestamp-micros"}
+    assert fields[CREATION_TIME_EXACT_COLUMN] == "double"
+    micros = next(c for c in arrow_columns(table) if c.field.name == "_creationTime").convert(1686799242010.5)
+    assert micros == 1686799242010500
+
+
+def test_avro_sanitizes_field_names_and_keeps_the_original() -> None:
+    docs = [{"_id": "a", "_creationTime": 1.0, "first name": "x", "first_name": "y", "9lives": 1}]
+    table = TableShape.from_documents(docs).type_tree("t")
+    fields = {f["name"]: f for f in avro_schema(table)["fields"]}
+    assert fields["first_name"].get("convex.name") is None
+    assert fields["first_name_2"]["convex.name"] == "first name"
+    assert fields["_9lives"]["convex.name"] == "9lives"
+    assert through_avro(docs, table) == docs
+
+
+def test_mapping_table_markdown_is_generated_from_the_map() -> None:
+    text = type_mapping_markdown()
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("| Convex | JSON Schema")
+    assert all(line.count(" | ") == 5 for line in lines if not line.startswith("|---"))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    assert (
+        "LONG (`long`)" in rows["Int64"] and "`int64` not null" in rows["Int64"] and "`long`" in rows["Int64"]
+    )
+    assert (
+        "BINARY (`binary`)" in rows["Bytes"]
+        and "`binary`" in rows["Bytes"]
+        and "contentEncoding" in rows["Bytes"]
+    )
+    assert "UTC_DATETIME" in rows["`_creationTime`"] and "timestamp-micros" in rows["`_creationTime`"]
+    assert "convex:encoding: json" in rows["Mixed union (Int64 or String)"]
+    dest = fivetran_destination_markdown()
+    assert "| LONG | int64 | `v.union(v.int64(), v.null())` |" in dest
+    assert "| NAIVE_DATETIME | string |" in dest
+    assert "| UNSPECIFIED | — (rejected) | `v.any()` |" in dest
+
+
+def test_legacy_shape_to_tree() -> None:
+    shape = parse_legacy_shape(
+        '{"_creationTime": normalfloat64, "_id": id<10001>, "n": int64 | string, "o"?: array<bytes>}'
+    )
+    table = legacy_shape_type(shape, "t")
+    assert isinstance(table, ObjectType)
+    n, o = table.field("n"), table.field("o")
+    assert n is not None and n.type == union_of((INT64_T, STRING_T)) and not n.optional
+    assert o is not None and o.type == ArrayType(BYTES_T) and o.optional
+    assert table.field("_id").type == IdType("t")  # type: ignore[union-attr]
+    with pytest.raises(LegacyShapeError, match="character"):
+        parse_legacy_shape("{nope")
