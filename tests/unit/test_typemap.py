@@ -218,7 +218,8 @@ def through_avro(docs: list[dict[str, Any]], table: ObjectType) -> list[dict[str
     for d in docs:
         fastavro.schemaless_writer(buf, parsed, convert(d))
     buf.seek(0)
-    return [avro_record_to_document(fastavro.schemaless_reader(buf, parsed, None), table) for _ in docs]
+    records: list[Any] = [fastavro.schemaless_reader(buf, parsed, None) for _ in docs]
+    return [avro_record_to_document(r, table) for r in records]
 
 
 def fivetran_csv_text(fv: FivetranValue) -> str:
@@ -312,9 +313,8 @@ def check_round_trips(docs: list[dict[str, Any]]) -> None:
         row = fivetran_row(doc)
         ts = row["_creationTime"].value
         assert isinstance(ts, FivetranTimestamp) and 0 <= ts.nanos < 10**9
-        assert math.isclose(
-            fivetran_value_to_convex(row["_creationTime"]), doc["_creationTime"], abs_tol=1e-6
-        )  # type: ignore[arg-type]
+        ms: Any = fivetran_value_to_convex(row["_creationTime"])
+        assert math.isclose(ms, doc["_creationTime"], abs_tol=1e-6)
         if "c" not in doc:
             continue
         fv = row["c"]
@@ -412,7 +412,7 @@ def test_json_schema_of_a_type_matches_the_table_schema() -> None:
 
 
 def test_tags_and_type_order_agree_with_compare_values() -> None:
-    samples = [None, 1, 1.5, True, "s", b"b", [1], {"a": 1}]
+    samples: list[Any] = [None, 1, 1.5, True, "s", b"b", [1], {"a": 1}]
     ranks = [tags.TYPE_RANK[type(v)] for v in samples]
     assert ranks == sorted(ranks)
     for a, b in zip(samples, samples[1:], strict=False):
@@ -455,7 +455,7 @@ def test_fivetran_data_type_is_the_proto_enum() -> None:
 
 
 def test_fivetran_source_row_conversion() -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "_id": "j57000820c20a1g7104gm2rc1m70ynr8",
         "_creationTime": 1686799242010.5,
         "_reserved": 1,
@@ -602,7 +602,7 @@ def test_fivetran_validators_both_ways() -> None:
     assert validator_for_fivetran_type(FivetranDataType.UNSPECIFIED, True) == {"type": "any"}
     assert schema_ts_for_fivetran_type(FivetranDataType.UTC_DATETIME, False) == "v.float64()"
     assert schema_ts_for_fivetran_type(FivetranDataType.NAIVE_TIME, True) == "v.union(v.string(), v.null())"
-    cases = [
+    cases: list[tuple[dict[str, Any], FivetranDataType]] = [
         ({"type": "number"}, FivetranDataType.DOUBLE),
         ({"type": "bigint"}, FivetranDataType.LONG),
         ({"type": "boolean"}, FivetranDataType.BOOLEAN),
@@ -634,7 +634,7 @@ def test_fivetran_validators_both_ways() -> None:
 
 
 def test_json_text_is_clean_sorted_compact_and_marked() -> None:
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"_id": "a", "_creationTime": 1.0, "m": {"b": 2**62, "a": [b"\x00", math.nan]}},
         {"_id": "b", "_creationTime": 2.0, "m": 1},
     ]
