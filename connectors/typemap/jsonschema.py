@@ -51,6 +51,7 @@ __all__ = [
     "normalize_format",
     "table_json_schema",
     "table_type_from_json_schema",
+    "table_types_from_json_schemas",
     "type_from_json_schema",
     "validator_json",
 ]
@@ -268,6 +269,24 @@ def table_type_from_json_schema(schema: Any, table_name: str | None = None) -> O
             raise TypeMapError('the table schema has no "_id" of the form Id(<table>); pass the table name')
         table_name = id_type.table
     return table_type(table_name, user)
+
+
+def table_types_from_json_schemas(response: Any, by_component: bool) -> dict[tuple[str, str], ObjectType]:
+    """A whole ``json_schemas`` answer -> ``{(component path, table): table tree}``. The flat form
+    (``byComponent=false``) has no component paths, so every key is ``("", table)`` there."""
+    if not isinstance(response, dict):
+        raise TypeMapError("a json_schemas answer must be a JSON object")
+    groups = response if by_component else {"": response}
+    out: dict[tuple[str, str], ObjectType] = {}
+    for component, tables in groups.items():
+        if not isinstance(tables, dict):
+            raise TypeMapError(f"the json_schemas entry of component {component!r} must be a JSON object")
+        for table, schema in tables.items():
+            try:
+                out[(component, table)] = table_type_from_json_schema(schema, table)
+            except TypeMapError as e:
+                raise TypeMapError(f"table {table!r}: {e}") from None
+    return out
 
 
 # --- tree -> ValidatorJson (streaming-import.md §11.3) ------------------------------------------------------

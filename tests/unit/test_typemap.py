@@ -51,7 +51,11 @@ from connectors.typemap.fivetran import (
     schema_ts_for_fivetran_type,
     validator_for_fivetran_type,
 )
-from connectors.typemap.jsonschema import json_schema, table_type_from_json_schema
+from connectors.typemap.jsonschema import (
+    json_schema,
+    table_type_from_json_schema,
+    table_types_from_json_schemas,
+)
 from connectors.typemap.jsontext import json_text, needs_json_text
 from connectors.typemap.legacy_shape import LegacyShapeError, legacy_shape_type, parse_legacy_shape
 from connectors.typemap.markdown import fivetran_destination_markdown, type_mapping_markdown
@@ -63,6 +67,7 @@ from connectors.typemap.tree import (
     ConvexType,
     IdType,
     ObjectType,
+    TypeMapError,
     split_nullable,
     union_of,
 )
@@ -704,3 +709,21 @@ def test_legacy_shape_to_tree() -> None:
     assert table.field("_id").type == IdType("t")  # type: ignore[union-attr]
     with pytest.raises(LegacyShapeError, match="character"):
         parse_legacy_shape("{nope")
+
+
+def test_json_schemas_answer_by_component_and_flat() -> None:
+    users = TableShape.from_documents([{"_id": "a", "_creationTime": 1.0, "n": 1}])
+    grouped = {
+        "": {"users": users.json_schema("users", "json", True)},
+        "waitlist": {"users": users.json_schema("users", "json")},
+    }
+    trees = table_types_from_json_schemas(grouped, by_component=True)
+    assert trees == {("", "users"): users.type_tree("users"), ("waitlist", "users"): users.type_tree("users")}
+    flat = table_types_from_json_schemas(
+        {"users": users.json_schema("users", "export_json")}, by_component=False
+    )
+    assert flat == {("", "users"): users.type_tree("users")}
+    with pytest.raises(TypeMapError, match="table 'bad'"):
+        table_types_from_json_schemas(
+            {"bad": {"type": "object", "properties": {"x": {"type": "wat"}}}}, False
+        )
