@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import json
 import math
 import re
 import struct
@@ -338,6 +339,8 @@ def _json_value(v: Any) -> values.Value:
             return float(v)
         except OverflowError:
             raise ValueError("Arbitrary precision JSON integers unsupported") from None
+    if t is float and v - v != 0.0:
+        raise ValueError(_INVALID_JSON)  # a number beyond f64's range: serde_json rejects it too
     if t is list:
         return [_json_value(x) for x in v]
     if t is dict:
@@ -351,15 +354,17 @@ def _json_value(v: Any) -> values.Value:
     return v  # null, bool, float, str
 
 
+def _reject_constant(_name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
 def _parse_json_cell(text: str) -> values.Value:
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
-        # orjson rejects integers beyond 64 bits; the standard parser reads them so the error says why.
-        import json
-
+        # orjson rejects integers beyond 64 bits; the standard parser reads them, so the error can say why.
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(text, parse_constant=_reject_constant)
         except ValueError:
             raise ValueError(_INVALID_JSON) from None
     top = _JSON_TOP_LEVEL_ERRORS.get(type(parsed))
