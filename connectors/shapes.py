@@ -3,9 +3,11 @@
 The storage engine keeps, per table, a counter ``(path_key, type_tag) -> count`` that every write updates
 through :func:`add_shape_counts` (insert ``+1``, delete ``-1``, replace ``-1`` old ``+1`` new). Because the
 counts are exact, a field that only a deleted document had disappears, and a field becomes optional exactly
-while some live object lacks it. :class:`TableShape` turns the counts into the answers of
-``json_schemas`` (``streaming-export.md`` §6), ``get_table_column_names`` (§10) and an inferred
-``ValidatorJson`` (``streaming-import.md`` §11.3) without scanning documents.
+while some live object lacks it. :class:`TableShape` turns the counts into a type tree
+(:meth:`TableShape.type_tree`, read by :mod:`connectors.typemap`, which renders ``json_schemas``
+(``streaming-export.md`` §6) and the inferred ``ValidatorJson`` (``streaming-import.md`` §11.3) from it) and
+answers ``get_table_column_names`` (§10), without scanning documents. Type tags and their order are the
+type map's (:mod:`connectors.typemap.tags`).
 
 Path keys: the document is ``""``; field ``f`` of the object at path ``P`` is ``P + "\\x00" + f``; the
 elements of the array at path ``P`` share the key ``P + "\\x01"``. Field names never contain control
