@@ -106,6 +106,12 @@ import orjson
 from connectors import identifiers, ids, values
 from connectors.backend.engine import CREATION_TIME, Deployment, TableInfo, Transaction
 from connectors.errors import BadRequestError, ConvexError, InvalidValueError, TransactionLimitError
+from connectors.typemap.legacy_shape import UNKNOWN_SHAPE as _UNKNOWN
+from connectors.typemap.legacy_shape import LegacyShape as Shape
+from connectors.typemap.legacy_shape import LegacyShapeError, parse_legacy_shape
+from connectors.typemap.legacy_shape import array_element_shapes as _array_elements
+from connectors.typemap.legacy_shape import inferred_string_context as _inferred_string_context
+from connectors.typemap.legacy_shape import object_field_shapes as _object_fields
 
 __all__ = [
     "BackupImportError",
@@ -525,163 +531,6 @@ def _decode_uniform(obj: Any) -> dict[str, values.Value]:
     return doc
 
 
-# Legacy shapes: tuples whose first item is the kind. ("object", {field: shape}), ("array", elem),
-# ("record", key, value), ("set", elem), ("map", key, value), ("union", (shape, ...)), else (kind,).
-Shape: TypeAlias = tuple[Any, ...]
-
-_SHAPE_UNITS: Final = (
-    "never",
-    "null",
-    "int64",
-    "float64",
-    "-inf",
-    "inf",
-    "NaN",
-    "normalfloat64",
-    "boolean",
-    "field_name",
-    "string",
-    "bytes",
-    "unknown",
-    "-0",
-)
-_UNKNOWN: Final[Shape] = ("unknown",)
-
-
-class _ShapeParser:
-    """Parses the shape syntax of ``shape_inference/src/pretty.rs`` (the inverse of its Display)."""
-
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def parse(self) -> Shape:
-        shape = self.union()
-        if self.i != len(self.s):
-            raise _DecodeProblem(f"cannot parse the shape at character {self.i}")
-        return shape
-
-    def expect(self, token: str) -> None:
-        if not self.s.startswith(token, self.i):
-            raise _DecodeProblem(f"cannot parse the shape at character {self.i}: expected {token!r}")
-        self.i += len(token)
-
-    def until(self, token: str) -> str:
-        j = self.s.find(token, self.i)
-        if j < 0:
-            raise _DecodeProblem(f"cannot parse the shape at character {self.i}: expected {token!r}")
-        out = self.s[self.i : j]
-        self.i = j + len(token)
-        return out
-
-    def union(self) -> Shape:
-        options = [self.single()]
-        while self.s.startswith(" | ", self.i):
-            self.i += 3
-            options.append(self.single())
-        return options[0] if len(options) == 1 else ("union", tuple(options))
-
-    def single(self) -> Shape:
-        s, i = self.s, self.i
-        for unit in _SHAPE_UNITS:
-            if s.startswith(unit, i):
-                self.i += len(unit)
-                return (unit,)
-        if s.startswith("{", i):
-            self.i += 1
-            fields: dict[str, Shape] = {}
-            while not self.s.startswith("}", self.i):
-                key = self.until(": ").removesuffix("?")
-                if len(key) < 2 or key[0] != '"' or key[-1] != '"':
-                    raise _DecodeProblem(f"cannot parse an object key in the shape at character {self.i}")
-                fields[key[1:-1]] = self.union()
-                if self.s.startswith(", ", self.i):
-                    self.i += 2
-                elif not self.s.startswith("}", self.i):
-                    raise _DecodeProblem(f"cannot parse the shape at character {self.i}")
-            self.i += 1
-            return ("object", fields)
-        for opener, kind in (("id<", "id"), ("array<", "array"), ("set<", "set")):
-            if s.startswith(opener, i):
-                self.i += len(opener)
-                if kind == "id":
-                    self.until(">")
-                    return ("id",)
-                inner = self.union()
-                self.expect(">")
-                return (kind, inner)
-        for opener, kind in (("map<", "map"), ("record<", "record")):
-            if s.startswith(opener, i):
-                self.i += len(opener)
-                key_shape = self.union()
-                self.expect(", ")
-                value_shape = self.union()
-                self.expect(">")
-                return (kind, key_shape, value_shape)
-        if s.startswith('"', i):
-            self.i += 1
-            self.until('"')
-            return ("literal",)
-        raise _DecodeProblem(f"cannot parse the shape at character {i}")
-
-
-def _options(shape: Shape) -> tuple[Shape, ...]:
-    return shape[1] if shape[0] == "union" else (shape,)
-
-
-def _array_elements(shapes: list[Shape]) -> list[Shape]:
-    out: list[Shape] = []
-    for shape in shapes:
-        for o in _options(shape):
-            if o[0] == "array":
-                out.append(o[1])
-            elif o[0] == "unknown":
-                out.append(o)
-    return out
-
-
-def _object_fields(shapes: list[Shape], key: str) -> list[Shape]:
-    out: list[Shape] = []
-    for shape in shapes:
-        for o in _options(shape):
-            if o[0] == "object":
-                if key in o[1]:
-                    out.append(o[1][key])
-            elif o[0] == "record":
-                out.append(o[2])
-            elif o[0] == "unknown":
-                out.append(o)
-    return out
-
-
-_ALL_STRING_CONTEXTS: Final = frozenset({"infer", "float64inf", "nan", "int64", "bytes"})
-_STRING_CONTEXTS: Final[dict[str, frozenset[str]]] = {
-    "int64": frozenset({"int64"}),
-    "-inf": frozenset({"float64inf"}),
-    "inf": frozenset({"float64inf"}),
-    # Many NaN payloads and kinds of float: never inferable (export_context.rs).
-    "NaN": frozenset({"nan", "float64inf"}),
-    "float64": frozenset({"nan", "float64inf"}),
-    "literal": frozenset({"infer"}),
-    "id": frozenset({"infer"}),
-    "field_name": frozenset({"infer"}),
-    "string": frozenset({"infer"}),
-    "bytes": frozenset({"bytes"}),
-    "unknown": _ALL_STRING_CONTEXTS,
-}
-
-
-def _inferred_string_context(shapes: list[Shape]) -> str | None:
-    """How a JSON string must be read when the shapes allow exactly one way, else None."""
-    found: set[str] = set()
-    for shape in shapes:
-        for o in _options(shape):
-            found |= _STRING_CONTEXTS.get(o[0], frozenset())
-            if len(found) > 1:
-                return None
-    return next(iter(found)) if found else None
-
-
 # An export context: "infer" | "int64" | "float64inf" | "bytes" | "set" | "map" | ("nan", float) |
 # list of contexts | dict of field -> context.
 _SIMPLE_CONTEXTS: Final = frozenset({"infer", "int64", "float64inf", "bytes", "set", "map"})
@@ -802,8 +651,8 @@ def _load_decoder(zf: zipfile.ZipFile, plan: _TablePlan, notes: list[str]) -> De
             "the first line of generated_schema must be a string", entry=entry, line=lineno
         )
     try:
-        shape = _ShapeParser(head).parse()
-    except _DecodeProblem as e:
+        shape = parse_legacy_shape(head)
+    except LegacyShapeError as e:
         raise BackupImportError(str(e), entry=entry, line=lineno) from None
     # Legacy overrides: one line per ambiguous document; Convex keeps them in memory too.
     overrides: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
 from connectors.errors import BadRequestError, SchemaValidationError
+from connectors.typemap.tags import value_type_name
 
 __all__ = [
     "AnyValidator",
@@ -83,28 +84,6 @@ def _is_field_path(s: Any) -> bool:
 
 
 # --- Value helpers -----------------------------------------------------------------------------------------
-
-
-def value_type_name(value: Any) -> str:
-    """The Convex type name of a Python value (types only, for error messages)."""
-    t = type(value)
-    if value is None:
-        return "null"
-    if t is bool:
-        return "boolean"
-    if t is int:
-        return "int64"
-    if t is float:
-        return "float64"
-    if t is str:
-        return "string"
-    if t is bytes:
-        return "bytes"
-    if t is list:
-        return "array"
-    if t is dict:
-        return "object"
-    return t.__name__
 
 
 def _float_bits(x: float) -> bytes:

@@ -3,9 +3,11 @@
 The storage engine keeps, per table, a counter ``(path_key, type_tag) -> count`` that every write updates
 through :func:`add_shape_counts` (insert ``+1``, delete ``-1``, replace ``-1`` old ``+1`` new). Because the
 counts are exact, a field that only a deleted document had disappears, and a field becomes optional exactly
-while some live object lacks it. :class:`TableShape` turns the counts into the answers of
-``json_schemas`` (``streaming-export.md`` §6), ``get_table_column_names`` (§10) and an inferred
-``ValidatorJson`` (``streaming-import.md`` §11.3) without scanning documents.
+while some live object lacks it. :class:`TableShape` turns the counts into a type tree
+(:meth:`TableShape.type_tree`, read by :mod:`connectors.typemap`, which renders ``json_schemas``
+(``streaming-export.md`` §6) and the inferred ``ValidatorJson`` (``streaming-import.md`` §11.3) from it) and
+answers ``get_table_column_names`` (§10), without scanning documents. Type tags and their order are the
+type map's (:mod:`connectors.typemap.tags`).
 
 Path keys: the document is ``""``; field ``f`` of the object at path ``P`` is ``P + "\\x00" + f``; the
 elements of the array at path ``P`` share the key ``P + "\\x01"``. Field names never contain control
@@ -18,7 +20,25 @@ import math
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from connectors.errors import BadRequestError
+from connectors.constants import CREATION_TIME_FIELD, ID_FIELD
+from connectors.typemap import tree as _tree
+from connectors.typemap.jsonschema import normalize_format, table_json_schema, validator_json
+from connectors.typemap.tags import (
+    ARRAY,
+    BOOLEAN,
+    BYTES,
+    FLOAT64,
+    FLOAT64_SPECIAL,
+    INT64,
+    NULL,
+    OBJECT,
+    SCALAR_TAGS,
+    STRING,
+    TAGS,
+    UNION_ORDER,
+    is_normal_float,
+    value_tag,
+)
 
 __all__ = [
     "ELEMENTS_SEP",
@@ -35,45 +55,13 @@ __all__ = [
 FIELD_SEP = "\x00"
 ELEMENTS_SEP = "\x01"
 
-NULL = "null"
-INT64 = "int64"
-FLOAT64 = "float64"  # finite and not -0.0 (0.0 included)
-FLOAT64_SPECIAL = "float64_special"  # NaN, +inf, -inf, -0.0
-BOOLEAN = "boolean"
-STRING = "string"
-BYTES = "bytes"
-ARRAY = "array"
-OBJECT = "object"
-
-#: Every tag, in the Convex type order; float64 and float64_special describe one Float64 type.
-TAGS: tuple[str, ...] = (NULL, INT64, FLOAT64, FLOAT64_SPECIAL, BOOLEAN, STRING, BYTES, ARRAY, OBJECT)
-
 ShapeKey = tuple[str, str]
 
 _ROOT_KEY: ShapeKey = ("", OBJECT)
-# Tags found by exact type; bool is its own type, so True never counts as int64.
-_SCALAR_TAGS: dict[type, str] = {type(None): NULL, bool: BOOLEAN, int: INT64, str: STRING, bytes: BYTES}
+# Tags and the float test come from the type map; local names keep the hot loops to one global lookup.
+_SCALAR_TAGS = SCALAR_TAGS
+_is_normal_float = is_normal_float
 _copysign = math.copysign
-
-
-def value_tag(value: Any) -> str:
-    """The type tag of one value (containers are not walked)."""
-    t = type(value)
-    tag = _SCALAR_TAGS.get(t)
-    if tag is not None:
-        return tag
-    if t is float:
-        return FLOAT64 if _is_normal_float(value) else FLOAT64_SPECIAL
-    if t is dict:
-        return OBJECT
-    if t is list:
-        return ARRAY
-    raise TypeError(f"unsupported value type {t.__name__}")
-
-
-def _is_normal_float(x: float) -> bool:
-    # x - x is 0.0 only for finite x; a zero is "normal" unless its sign bit is set.
-    return x - x == 0.0 and (x != 0.0 or _copysign(1.0, x) > 0.0)
 
 
 def add_shape_counts(doc: dict[str, Any], sign: int, counts: MutableMapping[ShapeKey, int]) -> None:
@@ -177,97 +165,13 @@ def shape_counts(docs: Iterable[dict[str, Any]]) -> dict[ShapeKey, int]:
     return counts
 
 
-# --- JSON Schema fragments (values-and-ids.md §3, streaming-export.md §6.3) -----------------------------
-
-_FMT_JSON = "json"
-_FMT_ENCODED = "convex_encoded_json"
-_FMT_EXPORT = "export_json"
-_FORMAT_ALIASES = {
-    "json": _FMT_JSON,
-    "convex_clean_json": _FMT_JSON,
-    "convex_encoded_json": _FMT_ENCODED,
-    "convex_json": _FMT_ENCODED,
-    "export_json": _FMT_EXPORT,
-}
-
-JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
-
-
-def normalize_format(fmt: Any) -> str:
-    """``ValueFormat`` member or its string (legacy aliases included) -> canonical format string."""
-    value = getattr(fmt, "value", fmt)
-    canonical = _FORMAT_ALIASES.get(value) if isinstance(value, str) else None
-    if canonical is None:
-        raise BadRequestError("BadFormat", f"format param must be one of [`json`]. Got {value}")
-    return canonical
-
-
-def _int64_schema(fmt: str) -> dict[str, Any]:
-    if fmt == _FMT_JSON:
-        return {"$description": "int64 represented as base10 string", "type": "string"}
-    if fmt == _FMT_ENCODED:
-        return {
-            "$description": "int64",
-            "type": "object",
-            "properties": {
-                "$integer": {"$description": "int64 -> little-endian -> base64", "type": "string"}
-            },
-        }
-    return {"$description": "int64", "type": "number"}
-
-
-def _float64_schema(fmt: str, special: bool) -> dict[str, Any]:
-    if not special:
-        return {"type": "number"}
-    if fmt == _FMT_JSON:
-        return {
-            "$description": "float64",
-            "anyOf": [{"type": "number"}, {"type": "string", "$description": "-inf, inf, or NaN"}],
-        }
-    # export_json writes -0.0 as a plain number, hence the shorter description (values-and-ids.md §3).
-    desc = "-0, -inf, inf, or NaN" if fmt == _FMT_ENCODED else "-inf, inf, or NaN"
-    return {
-        "$description": "float64",
-        "anyOf": [
-            {"type": "number"},
-            {
-                "type": "object",
-                "$description": desc,
-                "properties": {
-                    "$float": {"$description": "float64 -> little-endian -> base64", "type": "string"}
-                },
-            },
-        ],
-    }
-
-
-def _bytes_schema(fmt: str) -> dict[str, Any]:
-    if fmt == _FMT_JSON:
-        return {"$description": "base64 bytes", "type": "string"}
-    return {"type": "object", "$description": "base64 bytes", "properties": {"$bytes": {"type": "string"}}}
-
-
-def _id_schema(table_name: str) -> dict[str, Any]:
-    return {"$description": f"Id({table_name})", "type": "string"}
-
-
-_DELTA_PROPERTIES: dict[str, dict[str, str]] = {
-    "_table": {"type": "string"},
-    "_component": {"type": "string"},
-    "_ts": {"type": "integer"},
-    "_deleted": {"type": "boolean"},
-}
-
-# Type order for unions (Convex order; the two float tags form one member).
-_UNION_ORDER = (NULL, INT64, FLOAT64, BOOLEAN, STRING, BYTES, ARRAY, OBJECT)
-
-_VALIDATOR_SCALARS = {
-    NULL: {"type": "null"},
-    INT64: {"type": "bigint"},
-    FLOAT64: {"type": "number"},
-    BOOLEAN: {"type": "boolean"},
-    STRING: {"type": "string"},
-    BYTES: {"type": "bytes"},
+# Scalar tags -> type-tree nodes (the two float tags are folded by ``_value_type``).
+_SCALAR_TYPES: dict[str, _tree.ConvexType] = {
+    NULL: _tree.NULL_T,
+    INT64: _tree.INT64_T,
+    BOOLEAN: _tree.BOOLEAN_T,
+    STRING: _tree.STRING_T,
+    BYTES: _tree.BYTES_T,
 }
 
 
@@ -330,73 +234,48 @@ class TableShape:
         names.update(("_creationTime", "_id"))
         return sorted(names)
 
-    # --- JSON Schema ------------------------------------------------------------------------------------
+    # --- the type tree ---------------------------------------------------------------------------------
+
+    def type_tree(self, table_name: str) -> _tree.ObjectType:
+        """The table's document type for the type map: user fields from the counts, ``_id`` as
+        ``Id(table_name)`` and ``_creationTime`` as its system type (both always present)."""
+        user = self._object_type("").fields if self.document_count else ()
+        return _tree.table_type(table_name, user)
+
+    def _value_type(self, path: str) -> _tree.ConvexType:
+        tags = self._tags.get(path)
+        if not tags:
+            return _tree.NEVER  # e.g. the items of arrays that were always empty
+        members: list[_tree.ConvexType] = []
+        for tag in UNION_ORDER:
+            if tag == FLOAT64:
+                if FLOAT64 in tags or FLOAT64_SPECIAL in tags:
+                    members.append(_tree.Float64Type(FLOAT64_SPECIAL in tags))
+            elif tag == ARRAY:
+                if ARRAY in tags:
+                    members.append(_tree.ArrayType(self._value_type(path + ELEMENTS_SEP)))
+            elif tag == OBJECT:
+                if OBJECT in tags:
+                    members.append(self._object_type(path))
+            elif tag in tags:
+                members.append(_SCALAR_TYPES[tag])
+        # Members are already in Convex order and distinct.
+        return members[0] if len(members) == 1 else _tree.UnionType(tuple(members))
+
+    def _object_type(self, path: str) -> _tree.ObjectType:
+        return _tree.ObjectType(
+            tuple(
+                _tree.FieldType(name, self._value_type(child), optional)
+                for name, child, optional in self._fields(path)
+            )
+        )
+
+    # --- JSON Schema and ValidatorJson (rendered by the type map) ----------------------------------------
 
     def json_schema(self, table_name: str, fmt: Any, delta_schema: bool = False) -> dict[str, Any]:
         """The table's JSON Schema for ``GET /api/json_schemas`` (streaming-export.md §6.2/§6.3)."""
-        f = normalize_format(fmt)
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        for name, child, optional in self._fields("") if self.document_count else ():
-            properties[name] = self._value_schema(child, f)
-            if not optional:
-                required.append(name)
-        # System fields have fixed schemas and are always present.
-        properties["_id"] = _id_schema(table_name)
-        properties["_creationTime"] = {"type": "number"}
-        required = sorted(set(required) | {"_id", "_creationTime"})
-        properties = dict(sorted(properties.items()))
-        if delta_schema:
-            properties.update(_DELTA_PROPERTIES)
-        return {
-            "type": "object",
-            "properties": properties,
-            "additionalProperties": False,
-            "required": required,
-            "$schema": JSON_SCHEMA_DRAFT,
-        }
-
-    def _value_schema(self, path: str, fmt: str) -> Any:
-        tags = self._tags.get(path)
-        if not tags:
-            return False  # "never": e.g. the items of arrays that were always empty
-        members: list[Any] = []
-        for tag in _UNION_ORDER:
-            if tag == FLOAT64:
-                if FLOAT64 in tags or FLOAT64_SPECIAL in tags:
-                    members.append(_float64_schema(fmt, FLOAT64_SPECIAL in tags))
-            elif tag in tags:
-                members.append(self._tag_schema(path, tag, fmt))
-        return members[0] if len(members) == 1 else {"anyOf": members}
-
-    def _tag_schema(self, path: str, tag: str, fmt: str) -> Any:
-        if tag == NULL:
-            return {"type": "null"}
-        if tag == INT64:
-            return _int64_schema(fmt)
-        if tag == BOOLEAN:
-            return {"type": "boolean"}
-        if tag == STRING:
-            return {"type": "string"}
-        if tag == BYTES:
-            return _bytes_schema(fmt)
-        if tag == ARRAY:
-            return {"type": "array", "items": self._value_schema(path + ELEMENTS_SEP, fmt)}
-        # OBJECT (nested objects carry no "$schema")
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        for name, child, optional in self._fields(path):
-            properties[name] = self._value_schema(child, fmt)
-            if not optional:
-                required.append(name)
-        return {
-            "type": "object",
-            "properties": properties,
-            "additionalProperties": False,
-            "required": required,
-        }
-
-    # --- ValidatorJson ------------------------------------------------------------------------------------
+        normalize_format(fmt)  # a bad format fails before any work
+        return table_json_schema(self.type_tree(table_name), fmt, delta_schema)
 
     def validator_json(self, table_name: str | None = None) -> dict[str, Any]:
         """The inferred shape as a ``ValidatorJson`` object validator (streaming-import.md §11.3).
@@ -405,43 +284,11 @@ class TableShape:
         top-level system fields are filtered from document types). With it, ``_id`` (``v.id(table_name)``)
         and ``_creationTime`` (``v.float64()``) are included as required fields.
         """
-        fields: dict[str, Any] = {}
-        if self.document_count:
-            for name, child, optional in self._fields(""):
-                if name in ("_id", "_creationTime"):
-                    continue
-                fields[name] = {"fieldType": self._value_validator(child), "optional": optional}
         if table_name is not None:
-            fields["_id"] = {"fieldType": {"type": "id", "tableName": table_name}, "optional": False}
-            fields["_creationTime"] = {"fieldType": {"type": "number"}, "optional": False}
-            fields = dict(sorted(fields.items()))
-        return {"type": "object", "value": fields}
-
-    def _value_validator(self, path: str) -> dict[str, Any]:
-        tags = self._tags.get(path)
-        members: list[dict[str, Any]] = []
-        if tags:
-            for tag in _UNION_ORDER:
-                if tag == FLOAT64:
-                    if FLOAT64 in tags or FLOAT64_SPECIAL in tags:
-                        members.append({"type": "number"})
-                elif tag in tags:
-                    members.append(self._tag_validator(path, tag))
-        # No member ("never", e.g. items of always-empty arrays) is the empty union, as upstream does.
-        return members[0] if len(members) == 1 else {"type": "union", "value": members}
-
-    def _tag_validator(self, path: str, tag: str) -> dict[str, Any]:
-        if tag == ARRAY:
-            return {"type": "array", "value": self._value_validator(path + ELEMENTS_SEP)}
-        if tag == OBJECT:
-            return {
-                "type": "object",
-                "value": {
-                    name: {"fieldType": self._value_validator(child), "optional": optional}
-                    for name, child, optional in self._fields(path)
-                },
-            }
-        return dict(_VALIDATOR_SCALARS[tag])
+            return validator_json(self.type_tree(table_name))
+        user = self._object_type("").fields if self.document_count else ()
+        system = (ID_FIELD, CREATION_TIME_FIELD)
+        return validator_json(_tree.ObjectType(tuple(f for f in user if f.name not in system)))
 
     def __repr__(self) -> str:
         return f"TableShape(documents={self.document_count}, paths={len(self._tags)})"

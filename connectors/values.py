@@ -27,6 +27,7 @@ import orjson
 
 from connectors.errors import BadRequestError, InvalidValueError
 from connectors.identifiers import field_name_problem
+from connectors.typemap.tags import TYPE_RANK as _TYPE_RANK
 
 Value: TypeAlias = "None | bool | int | float | str | bytes | list[Value] | dict[str, Value]"
 
@@ -966,9 +967,6 @@ def index_key_prefix_successor(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes((stripped[-1] + 1,))
-
-
-_TYPE_RANK: Final = {type(None): 1, int: 2, float: 3, bool: 4, str: 5, bytes: 6, list: 7, dict: 8}
 
 
 def _rank(v: Any) -> int:
