@@ -57,6 +57,7 @@ from connectors.errors import (
     ConvexError,
     ForbiddenError,
     InternalError,
+    NotFoundError,
     PayloadTooLargeError,
     PlainError,
 )
@@ -508,7 +509,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     """Router-level 404 and 405 as ``{code, message}`` bodies."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        error = ConvexError("NotFound", f"No such endpoint: {request.url.path}", status=404)
+        error = NotFoundError("NotFound", f"No such endpoint: {request.url.path}")
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
         error = ConvexError(
