@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
+from connectors.constants import MAX_FIELDS_PER_INDEX as MAX_INDEX_FIELDS
+from connectors.constants import MAX_INDEXES_PER_TABLE, SYSTEM_FIELDS_ORDERED
 from connectors.errors import BadRequestError, SchemaValidationError
 
 __all__ = [
@@ -54,12 +56,10 @@ __all__ = [
     "value_type_name",
 ]
 
-MAX_INDEXES_PER_TABLE = 64
-MAX_INDEX_FIELDS = 16
 MIN_VECTOR_DIMENSIONS = 2
 MAX_VECTOR_DIMENSIONS = 4096
 
-SYSTEM_FIELDS = ("_id", "_creationTime")
+SYSTEM_FIELDS = SYSTEM_FIELDS_ORDERED
 
 
 class InvalidSchemaError(BadRequestError):

@@ -25,6 +25,14 @@ from typing import Any, Final, NamedTuple, TypeAlias
 
 import orjson
 
+from connectors.constants import (
+    FORMAT_ALIASES,
+    MAX_ARRAY_LEN,
+    MAX_DOCUMENT_SIZE,
+    MAX_NESTING,
+    MAX_OBJECT_FIELDS,
+    SYSTEM_FIELDS,
+)
 from connectors.errors import BadRequestError, InvalidValueError
 from connectors.identifiers import field_name_problem
 
@@ -32,11 +40,6 @@ Value: TypeAlias = "None | bool | int | float | str | bytes | list[Value] | dict
 
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
-MAX_DOCUMENT_SIZE: Final = 1 << 20
-MAX_NESTING: Final = 16
-MAX_OBJECT_FIELDS: Final = 1024
-MAX_ARRAY_LEN: Final = 8192
-SYSTEM_FIELDS: Final = frozenset({"_id", "_creationTime"})
 
 # Storage flag bits: which special values a stored document contains.
 FLAG_INT: Final = 1
@@ -64,13 +67,7 @@ class ValueFormat(enum.Enum):
     EXPORT = "export_json"
 
 
-_FORMAT_NAMES: Final = {
-    "json": ValueFormat.JSON,
-    "convex_clean_json": ValueFormat.JSON,
-    "convex_encoded_json": ValueFormat.ENCODED,
-    "convex_json": ValueFormat.ENCODED,
-    "export_json": ValueFormat.EXPORT,
-}
+_FORMAT_NAMES: Final = {name: ValueFormat(canonical) for name, canonical in FORMAT_ALIASES.items()}
 
 
 def parse_format(s: str | None) -> ValueFormat:

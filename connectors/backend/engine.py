@@ -35,6 +35,8 @@ from connectors.backend.persistence import (
     WriteSession,
 )
 from connectors.backend.sql import path_from_db
+from connectors.constants import CREATION_TIME_FIELD as CREATION_TIME
+from connectors.constants import FIRST_USER_TABLE_NUMBER, MAX_FIELDS_PER_INDEX, MAX_INDEXES_PER_TABLE
 from connectors.errors import (
     BadRequestError,
     DocumentNotFoundError,
@@ -49,10 +51,6 @@ from connectors.shapes import TableShape, add_shape_counts
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 1_000_000_000
-FIRST_USER_TABLE_NUMBER = 10001
-CREATION_TIME = "_creationTime"
-MAX_INDEXES_PER_TABLE = 64
-MAX_FIELDS_PER_INDEX = 16
 
 
 @dataclass(frozen=True)

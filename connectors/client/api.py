@@ -79,6 +79,7 @@ class ConvexClient:
         self._sleep = sleep
         self._clock = clock
         self._transport = Transport(config, sleep=sleep, rand=rand)
+        self._request = self._transport.request
         # The pooled session (tests and the pipeline's proxy check read it).
         self._session = self._transport.session
 
@@ -443,20 +444,6 @@ class ConvexClient:
         # Import endpoints answer 200 with an empty body; any body content is ignored.
         endpoint = f"streaming_import/{name}"
         self._request(method, endpoint, f"api/{endpoint}", json_body=body, idempotent=idempotent)
-
-    def _request(
-        self,
-        method: str,
-        endpoint: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        params: Mapping[str, str] | None = None,
-        idempotent: bool = True,
-    ) -> requests.Response:
-        return self._transport.request(
-            method, endpoint, path, json_body=json_body, params=params, idempotent=idempotent
-        )
 
     # --- response parsing ------------------------------------------------------------------------------
 
