@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC code of the Fivetran SDK (shipped in the wheel)."""
