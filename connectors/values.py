@@ -575,9 +575,9 @@ def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, 
                 out = dict(d)
             out[k] = {"$bytes": _b64(v)}
         else:
-            p = _type_problem(v)
-            p.rev_path.append(k)
-            raise p
+            bad = _type_problem(v)
+            bad.rev_path.append(k)
+            raise bad
     return flags, out
 
 
@@ -638,9 +638,9 @@ def _walk_list(a: list[Any], depth: int) -> tuple[int, list[Any] | None]:
                 out = list(a)
             out[i] = {"$bytes": _b64(v)}
         else:
-            p = _type_problem(v)
-            p.rev_path.append(i)
-            raise p
+            bad = _type_problem(v)
+            bad.rev_path.append(i)
+            raise bad
     return flags, out
 
 
@@ -852,7 +852,7 @@ def get_path(doc: Any, path: tuple[str, ...]) -> Value | _Missing:
         cur = cur.get(name, MISSING)
         if cur is MISSING:
             return MISSING
-    return cur  # type: ignore[no-any-return]
+    return cur
 
 
 # --- Order-preserving index keys ---------------------------------------------------------------------
@@ -982,24 +982,27 @@ def compare_values(a: Value | _Missing, b: Value | _Missing) -> int:
     ra, rb = _rank(a), _rank(b)
     if ra != rb:
         return -1 if ra < rb else 1
-    if ra == 3:
-        x, y = _float_order_bits(a), _float_order_bits(b)  # type: ignore[arg-type]
+    # Equal ranks mean equal exact types; the isinstance checks only tell the type checker so.
+    if isinstance(a, float) and isinstance(b, float):
+        x, y = _float_order_bits(a), _float_order_bits(b)
         return (x > y) - (x < y)
-    if ra == 5:
-        ea, eb = a.encode("utf-8"), b.encode("utf-8")  # type: ignore[union-attr]
+    if isinstance(a, str) and isinstance(b, str):
+        ea, eb = a.encode("utf-8"), b.encode("utf-8")
         return (ea > eb) - (ea < eb)
-    if ra in (2, 4, 6):
-        return (a > b) - (a < b)  # type: ignore[operator]
-    if ra == 7:
-        for x, y in zip(a, b, strict=False):  # type: ignore[call-overload]
-            c = compare_values(x, y)
+    if isinstance(a, int) and isinstance(b, int):  # Int64, or Boolean (bool is an int)
+        return (a > b) - (a < b)
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        return (a > b) - (a < b)
+    if isinstance(a, list) and isinstance(b, list):
+        for item_a, item_b in zip(a, b, strict=False):
+            c = compare_values(item_a, item_b)
             if c:
                 return c
-        return (len(a) > len(b)) - (len(a) < len(b))  # type: ignore[arg-type]
-    if ra == 8:
-        ka, kb = sorted(a), sorted(b)  # type: ignore[type-var]
-        for x, y in zip(ka, kb, strict=False):
-            c = compare_values(x, y) or compare_values(a[x], b[y])  # type: ignore[index]
+        return (len(a) > len(b)) - (len(a) < len(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka, kb = sorted(a), sorted(b)
+        for key_a, key_b in zip(ka, kb, strict=False):
+            c = compare_values(key_a, key_b) or compare_values(a[key_a], b[key_b])
             if c:
                 return c
         return (len(ka) > len(kb)) - (len(ka) < len(kb))

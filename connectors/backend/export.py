@@ -252,7 +252,7 @@ def document_deltas(
         if entry is None:
             continue
         table, prefix, columns = entry
-        if deleted:
+        if deleted or body is None:  # a live revision always has a body
             out += orjson.dumps(
                 {
                     "_component": table.component,
