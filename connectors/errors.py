@@ -79,6 +79,7 @@ DATA_CODES: Final = frozenset(
         "SchemaValidationFailed",
         "DocumentNotFound",
         "DuplicateId",
+        "InvalidRecord",
     }
 )
 
@@ -163,6 +164,25 @@ class DataError(ConvexError):
     record_index: int | None = None
     field_path: str | None = None
 
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str = "",
+        table: str | None = None,
+        record_index: int | None = None,
+        field_path: str | None = None,
+    ) -> None:
+        super().__init__(code, message, status=status, detail=detail)
+        if table is not None:
+            self.table = table
+        if record_index is not None:
+            self.record_index = record_index
+        if field_path is not None:
+            self.field_path = field_path
+
     def locate(self, *, table: str | None = None, record_index: int | None = None) -> DataError:
         """Record where the bad record is (kept when already known); returns self for ``raise``."""
         if table is not None and self.table is None:
@@ -181,6 +201,23 @@ class DataError(ConvexError):
         if self.field_path:
             parts.append(f"field {self.field_path}")
         return ", ".join(parts)
+
+
+class InvalidRecordError(DataError):
+    """A connector's record that cannot be written (400 ``InvalidRecord``); the message names the table,
+    the record's position and the field, never the record's values."""
+
+    status = 400
+
+    def __init__(
+        self, problem: str, *, table: str, record_index: int | None = None, field_path: str | None = None
+    ) -> None:
+        super().__init__(
+            "InvalidRecord", problem, table=table, record_index=record_index, field_path=field_path
+        )
+        self.problem = problem
+        self.message = f"{self.location}: {problem}"
+        self.args = (self.message,)
 
 
 # --- status classes ---------------------------------------------------------------------------------------

@@ -367,9 +367,8 @@ class ConvexClient:
             "messages": [message.to_json() for message in messages],
         }
         # Dedup tables converge when a batch is repeated; append tables would get the records twice.
-        appends = any(
-            stream.appends for name, stream in tables.items() if any(m.table_name == name for m in messages)
-        )
+        append_tables = {name for name, stream in tables.items() if stream.appends}
+        appends = bool(append_tables) and any(m.table_name in append_tables for m in messages)
         self._import_call("POST", "import_airbyte_records", body, idempotent=not appends)
 
     def clear_tables(self, names: Sequence[str]) -> None:

@@ -182,3 +182,13 @@ def test_client_only_errors() -> None:
     with pytest.raises(ConfigurationError) as info:
         raise InvalidClientConfigError("The deploy key must be a non-empty string")
     assert isinstance(info.value, ValueError) and info.value.reaction is R.CONFIGURATION
+
+
+def test_invalid_record_error_names_table_record_and_field() -> None:
+    err = errors.InvalidRecordError(
+        "Int64 values must be between -2^63 and 2^63-1", table="orders", record_index=3, field_path="total"
+    )
+    assert err.reaction is R.DATA and isinstance(err, DataError) and err.status == 400
+    assert (err.table, err.record_index, err.field_path) == ("orders", 3, "total")
+    assert str(err) == "table 'orders', record 3, field total: Int64 values must be between -2^63 and 2^63-1"
+    assert err.to_body()["code"] == "InvalidRecord"
