@@ -935,10 +935,15 @@ def test_non_json_and_empty_error_bodies(server: FakeServer, client: ConvexClien
     assert info.value.message == '{"code":5,"message":null}'
 
 
-def test_connection_refused_is_retried_then_raised(sleeps: Sleeps) -> None:
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is refused."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_is_retried_then_raised(sleeps: Sleeps) -> None:
+    port = unused_port()
     # Nothing listens on the port any more: every attempt is refused.
     config = ClientConfig(f"http://127.0.0.1:{port}", KEY, max_retries=3)
     with ConvexClient(config, sleep=sleeps) as client, pytest.raises(ConvexConnectionError) as info:
@@ -1031,9 +1036,7 @@ def test_append_import_is_retried_after_429(server: FakeServer, client: ConvexCl
 
 
 def test_append_import_is_retried_when_refused_before_sending(sleeps: Sleeps) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     config = ClientConfig(f"http://127.0.0.1:{port}", KEY, max_retries=2)
     with ConvexClient(config, sleep=sleeps) as client, pytest.raises(ConvexConnectionError) as info:
         client.import_airbyte_records(APPEND, ONE_RECORD)
