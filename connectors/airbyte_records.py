@@ -21,7 +21,7 @@ CDC_PREFIX: Final = IDENTIFIER_PREFIX + "ab_cdc"
 def _convert_value(v: Any) -> Value:
     t = type(v)
     if t is str or t is bool or v is None or t is float:
-        return v  # type: ignore[no-any-return]
+        return v
     if t is int:
         # Every JSON number is a Float64 (no Int64 path), so large integers lose precision like f64.
         try:

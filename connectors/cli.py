@@ -203,10 +203,6 @@ def keygen(store: StoreLocation, kind: str, name: str) -> None:
     click.echo(key)
 
 
-if __name__ == "__main__":
-    main()
-
-
 class _Progress:
     """A tqdm bar on a terminal (documents per table); silent when stderr is not a TTY."""
 
@@ -295,3 +291,7 @@ def import_command(store: StoreLocation, path: Path, mode: str) -> None:
         finally:
             progress.close()
     _print_summary(summary, "Imported")
+
+
+if __name__ == "__main__":  # last: every command above must be registered first
+    main()

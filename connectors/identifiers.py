@@ -11,11 +11,9 @@ import re
 
 from unidecode import unidecode
 
+from connectors.constants import IDENTIFIER_PREFIX, MAX_FIELD_NAME_LEN
+from connectors.constants import MAX_IDENTIFIER_LEN as MAX_IDENTIFIER_LEN  # public: the identifier rule
 from connectors.errors import InvalidNameError, InvalidValueError, PlainError
-
-MAX_IDENTIFIER_LEN = 64
-MAX_FIELD_NAME_LEN = 1024
-IDENTIFIER_PREFIX = "source_"
 
 IDENTIFIER_RULE = (
     "identifiers must start with a letter or underscore, contain only letters, digits and underscores, "

@@ -20,8 +20,10 @@ import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeGuard
 
+from connectors.constants import MAX_FIELDS_PER_INDEX as MAX_INDEX_FIELDS
+from connectors.constants import MAX_INDEXES_PER_TABLE, SYSTEM_FIELDS_ORDERED
 from connectors.errors import BadRequestError, SchemaValidationError
 from connectors.typemap.tags import value_type_name
 
@@ -55,12 +57,10 @@ __all__ = [
     "value_type_name",
 ]
 
-MAX_INDEXES_PER_TABLE = 64
-MAX_INDEX_FIELDS = 16
 MIN_VECTOR_DIMENSIONS = 2
 MAX_VECTOR_DIMENSIONS = 4096
 
-SYSTEM_FIELDS = ("_id", "_creationTime")
+SYSTEM_FIELDS = SYSTEM_FIELDS_ORDERED
 
 
 class InvalidSchemaError(BadRequestError):
@@ -75,7 +75,7 @@ class InvalidSchemaError(BadRequestError):
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
-def _is_identifier(s: Any) -> bool:
+def _is_identifier(s: object) -> TypeGuard[str]:
     return isinstance(s, str) and _IDENTIFIER_RE.fullmatch(s) is not None and s.strip("_") != ""
 
 
@@ -120,8 +120,8 @@ def _is_valid_id(s: str) -> bool:
 _ID_ALPHABET = frozenset("0123456789abcdefghjkmnpqrstvwxyz")
 
 
-def _id_shape_ok(s: str) -> bool:
-    return 31 <= len(s) <= 37 and len(s) not in (33, 35) and _ID_ALPHABET.issuperset(s)
+def _id_shape_ok(s: object) -> bool:
+    return isinstance(s, str) and 31 <= len(s) <= 37 and len(s) not in (33, 35) and _ID_ALPHABET.issuperset(s)
 
 
 # --- Validation failures (paths are built only on failure, while unwinding) ----------------------------
@@ -292,7 +292,7 @@ class LiteralValidator(Validator):
     def _check(self, value: Any) -> _Mismatch | None:
         if type(value) is not type(self.value):
             return _type_mismatch(self, value)
-        equal = _float_bits(value) == _float_bits(self.value) if type(value) is float else value == self.value
+        equal = _float_bits(value) == _float_bits(self.value) if isinstance(value, float) and isinstance(self.value, float) else value == self.value
         if equal:
             return None
         got = value_type_name(value)
@@ -741,7 +741,7 @@ class DatabaseSchema:
         return None
 
 
-def _index_name_ok(name: Any) -> bool:
+def _index_name_ok(name: object) -> TypeGuard[str]:
     # Names starting with "_" are reserved; "_fivetran*" are accepted as reserved names (upstream).
     return _is_identifier(name) and (not name.startswith("_") or name.startswith("_fivetran"))
 

@@ -28,6 +28,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from connectors.constants import ID_FIELD
+from connectors.constants import MAX_IDENTIFIER_LEN as MAX_IDENTIFIER_BYTES
 from connectors.errors import BadRequestError, PlainError
 
 __all__ = [
@@ -47,8 +49,6 @@ __all__ = [
 
 ROOT_COMPONENT: Final = ""
 OTHER_KEY: Final = "_other"
-ID_FIELD: Final = "_id"
-MAX_IDENTIFIER_BYTES: Final = 64
 
 _ID_MUST_BE_INCLUDED: Final = "`_id` must be included in the column selection"
 _IDENTIFIER_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -25,6 +25,14 @@ from typing import Any, Final, NamedTuple, TypeAlias
 
 import orjson
 
+from connectors.constants import (
+    FORMAT_ALIASES,
+    MAX_ARRAY_LEN,
+    MAX_DOCUMENT_SIZE,
+    MAX_NESTING,
+    MAX_OBJECT_FIELDS,
+    SYSTEM_FIELDS,
+)
 from connectors.errors import BadRequestError, InvalidValueError
 from connectors.identifiers import field_name_problem
 from connectors.typemap.tags import TYPE_RANK as _TYPE_RANK
@@ -33,11 +41,6 @@ Value: TypeAlias = "None | bool | int | float | str | bytes | list[Value] | dict
 
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
-MAX_DOCUMENT_SIZE: Final = 1 << 20
-MAX_NESTING: Final = 16
-MAX_OBJECT_FIELDS: Final = 1024
-MAX_ARRAY_LEN: Final = 8192
-SYSTEM_FIELDS: Final = frozenset({"_id", "_creationTime"})
 
 # Storage flag bits: which special values a stored document contains.
 FLAG_INT: Final = 1
@@ -65,13 +68,7 @@ class ValueFormat(enum.Enum):
     EXPORT = "export_json"
 
 
-_FORMAT_NAMES: Final = {
-    "json": ValueFormat.JSON,
-    "convex_clean_json": ValueFormat.JSON,
-    "convex_encoded_json": ValueFormat.ENCODED,
-    "convex_json": ValueFormat.ENCODED,
-    "export_json": ValueFormat.EXPORT,
-}
+_FORMAT_NAMES: Final = {name: ValueFormat(canonical) for name, canonical in FORMAT_ALIASES.items()}
 
 
 def parse_format(s: str | None) -> ValueFormat:
@@ -579,9 +576,9 @@ def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, 
                 out = dict(d)
             out[k] = {"$bytes": _b64(v)}
         else:
-            p = _type_problem(v)
-            p.rev_path.append(k)
-            raise p
+            bad = _type_problem(v)
+            bad.rev_path.append(k)
+            raise bad
     return flags, out
 
 
@@ -642,9 +639,9 @@ def _walk_list(a: list[Any], depth: int) -> tuple[int, list[Any] | None]:
                 out = list(a)
             out[i] = {"$bytes": _b64(v)}
         else:
-            p = _type_problem(v)
-            p.rev_path.append(i)
-            raise p
+            bad = _type_problem(v)
+            bad.rev_path.append(i)
+            raise bad
     return flags, out
 
 
@@ -856,7 +853,7 @@ def get_path(doc: Any, path: tuple[str, ...]) -> Value | _Missing:
         cur = cur.get(name, MISSING)
         if cur is MISSING:
             return MISSING
-    return cur  # type: ignore[no-any-return]
+    return cur
 
 
 # --- Order-preserving index keys ---------------------------------------------------------------------
@@ -983,24 +980,27 @@ def compare_values(a: Value | _Missing, b: Value | _Missing) -> int:
     ra, rb = _rank(a), _rank(b)
     if ra != rb:
         return -1 if ra < rb else 1
-    if ra == 3:
-        x, y = _float_order_bits(a), _float_order_bits(b)  # type: ignore[arg-type]
+    # Equal ranks mean equal exact types; the isinstance checks only tell the type checker so.
+    if isinstance(a, float) and isinstance(b, float):
+        x, y = _float_order_bits(a), _float_order_bits(b)
         return (x > y) - (x < y)
-    if ra == 5:
-        ea, eb = a.encode("utf-8"), b.encode("utf-8")  # type: ignore[union-attr]
+    if isinstance(a, str) and isinstance(b, str):
+        ea, eb = a.encode("utf-8"), b.encode("utf-8")
         return (ea > eb) - (ea < eb)
-    if ra in (2, 4, 6):
-        return (a > b) - (a < b)  # type: ignore[operator]
-    if ra == 7:
-        for x, y in zip(a, b, strict=False):  # type: ignore[call-overload]
-            c = compare_values(x, y)
+    if isinstance(a, int) and isinstance(b, int):  # Int64, or Boolean (bool is an int)
+        return (a > b) - (a < b)
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        return (a > b) - (a < b)
+    if isinstance(a, list) and isinstance(b, list):
+        for item_a, item_b in zip(a, b, strict=False):
+            c = compare_values(item_a, item_b)
             if c:
                 return c
-        return (len(a) > len(b)) - (len(a) < len(b))  # type: ignore[arg-type]
-    if ra == 8:
-        ka, kb = sorted(a), sorted(b)  # type: ignore[type-var]
-        for x, y in zip(ka, kb, strict=False):
-            c = compare_values(x, y) or compare_values(a[x], b[y])  # type: ignore[index]
+        return (len(a) > len(b)) - (len(a) < len(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka, kb = sorted(a), sorted(b)
+        for key_a, key_b in zip(ka, kb, strict=False):
+            c = compare_values(key_a, key_b) or compare_values(a[key_a], b[key_b])
             if c:
                 return c
         return (len(ka) > len(kb)) - (len(ka) < len(kb))

@@ -8,4 +8,5 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 CONVEX_TEST_PG_URL="$(bash scripts/ensure_postgres.sh)"
 export CONVEX_TEST_PG_URL
 .venv/bin/ruff check .
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

@@ -35,6 +35,8 @@ from connectors.backend.persistence import (
     WriteSession,
 )
 from connectors.backend.sql import path_from_db
+from connectors.constants import CREATION_TIME_FIELD as CREATION_TIME
+from connectors.constants import FIRST_USER_TABLE_NUMBER, MAX_FIELDS_PER_INDEX, MAX_INDEXES_PER_TABLE
 from connectors.errors import (
     BadRequestError,
     DocumentNotFoundError,
@@ -49,10 +51,6 @@ from connectors.shapes import TableShape, add_shape_counts
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 1_000_000_000
-FIRST_USER_TABLE_NUMBER = 10001
-CREATION_TIME = "_creationTime"
-MAX_INDEXES_PER_TABLE = 64
-MAX_FIELDS_PER_INDEX = 16
 
 
 @dataclass(frozen=True)
@@ -609,13 +607,13 @@ class Deployment:
     def _changes(self, rows: list[LogRow]) -> list[Change]:
         tablets = self._catalog.tablets
         live: dict[int, TableInfo | None] = {}
-        out = []
+        out: list[Change] = []
         append = out.append
         for ts, tablet, internal_id, deleted, flags, body, _seq in rows:
-            info = live.get(tablet, False)
-            if info is False:
-                info = tablets.get(tablet)
-                info = live[tablet] = None if info is None or info.state == "deleted" else info
+            if tablet not in live:
+                found = tablets.get(tablet)
+                live[tablet] = None if found is None or found.state == "deleted" else found
+            info = live[tablet]
             if info is not None:
                 append(Change(ts, info, internal_id, deleted == 1, flags, body))
         return out
@@ -1026,9 +1024,9 @@ class Transaction:
             current = self._pending.get((info.tablet, internal_id))
             if current is None:
                 row = stored.get(internal_id)
-                if row is not None and not row[0]:
+                if row is not None and not row[0] and row[2] is not None:
                     current = (False, row[1], row[2], values.decode_document(row[2], row[1]))
-            if current is None or current[0]:
+            if current is None or current[0] or current[3] is None:
                 continue  # index and documents are written together; this is only defensive
             out.append((ids.encode_id(info.table_number, internal_id), current[3]))
         return out
@@ -1078,7 +1076,7 @@ class Transaction:
             return None
         self._count_read(1)
         _ts, deleted, flags, body = row
-        doc = None if deleted else values.decode_document(body, flags)
+        doc = None if deleted or body is None else values.decode_document(body, flags)
         return (bool(deleted), flags, body, doc)
 
     def get(self, document_id: str, component: str = "") -> dict[str, Any] | None:
@@ -1132,7 +1130,7 @@ class Transaction:
         """Replace a document wholesale (system fields kept)."""
         info, internal = self._resolve_id(document_id, component)
         current = self._current(info.tablet, internal)
-        if current is None or current[0]:
+        if current is None or current[0] or current[3] is None:
             raise DocumentNotFoundError(document_id)
         old = current[3]
         doc = {k: v for k, v in document.items() if k not in ("_id", CREATION_TIME)}
@@ -1148,7 +1146,7 @@ class Transaction:
         Returns the new document."""
         info, internal = self._resolve_id(document_id, component)
         current = self._current(info.tablet, internal)
-        if current is None or current[0]:
+        if current is None or current[0] or current[3] is None:
             raise DocumentNotFoundError(document_id)
         doc = dict(current[3])
         for key, value in fields.items():
@@ -1199,7 +1197,8 @@ class Transaction:
                 latest = self._s.latest(info.tablet, internal)
                 current = None if latest is None else (bool(latest[1]), latest[2], latest[3], None)
             if current is not None and not current[0]:
-                raise BadRequestError("DuplicateId", f"A document with id {doc['_id']} already exists.")
+                document_id = ids.encode_id(info.table_number, internal)
+                raise BadRequestError("DuplicateId", f"A document with id {document_id} already exists.")
         self._count_write(size)
 
         old_doc = current[3] if current is not None and not current[0] else None

@@ -17,7 +17,8 @@ import orjson
 
 from connectors import ids, values
 from connectors.backend.engine import Deployment, TableInfo
-from connectors.errors import BadRequestError, InternalError
+from connectors.constants import INVALID_WINDOW, SNAPSHOT_TOO_OLD
+from connectors.errors import BadRequestError, CursorExpiredError, InternalError
 from connectors.selection import ColumnFilter, Selection
 from connectors.values import ValueFormat
 
@@ -39,11 +40,11 @@ def snapshot_too_new(ts: int) -> BadRequestError:
 
 
 def snapshot_too_old(ts: int) -> BadRequestError:
-    return BadRequestError("SnapshotTooOld", f"Snapshot value {ts} is too far in the past.")
+    return CursorExpiredError(SNAPSHOT_TOO_OLD, f"Snapshot value {ts} is too far in the past.")
 
 
 def invalid_window(cursor: int) -> BadRequestError:
-    return BadRequestError("InvalidWindowToReadDocuments", RETENTION_MESSAGE.format(ts=cursor + 1))
+    return CursorExpiredError(INVALID_WINDOW, RETENTION_MESSAGE.format(ts=cursor + 1))
 
 
 def cursor_too_new(ts: int) -> BadRequestError:
@@ -251,7 +252,7 @@ def document_deltas(
         if entry is None:
             continue
         table, prefix, columns = entry
-        if deleted:
+        if deleted or body is None:  # a live revision always has a body
             out += orjson.dumps(
                 {
                     "_component": table.component,

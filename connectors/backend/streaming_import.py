@@ -22,6 +22,13 @@ from typing import Any, Final, NoReturn
 from connectors import identifiers, values
 from connectors.airbyte_records import convert_airbyte_record
 from connectors.backend.engine import CREATION_TIME, Deployment, IndexInfo, TableInfo, Transaction
+from connectors.constants import (
+    AIRBYTE_PRIMARY_KEY_INDEX,
+    FIVETRAN_OPERATIONS,
+    FIVETRAN_PRIMARY_KEY_INDEX,
+    FIVETRAN_SYNCED_INDEX,
+    TRUNCATE_DELETE_TYPES,
+)
 from connectors.errors import (
     BadRequestError,
     ConvexError,
@@ -52,10 +59,6 @@ __all__ = [
     "replace_tables",
 ]
 
-AIRBYTE_PRIMARY_KEY_INDEX: Final = "_by_airbyte_primary_key"
-FIVETRAN_PRIMARY_KEY_INDEX: Final = "_fivetran_by_primary_key"
-FIVETRAN_SYNCED_INDEX: Final = "_fivetran_by_synced"
-
 MAX_PRIMARY_KEY_FIELDS: Final = 16
 TRUNCATE_PAGE: Final = 1000  # documents read per index query while truncating
 SCAN_BATCH: Final = 1000  # document ids gathered per snapshot page (soft truncate without a cursor index)
@@ -71,8 +74,8 @@ _SYNCED_FIELDS: Final = (
     ("fivetran.deleted", "fivetran.synced", CREATION_TIME),
     ("fivetran.synced", CREATION_TIME),
 )
-_FIVETRAN_OPERATIONS: Final = frozenset({"Upsert", "Update", "HardDelete"})
-_DELETE_TYPES: Final = frozenset({"SoftDelete", "HardDelete"})
+_FIVETRAN_OPERATIONS: Final = FIVETRAN_OPERATIONS
+_DELETE_TYPES: Final = TRUNCATE_DELETE_TYPES
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 

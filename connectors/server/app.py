@@ -35,7 +35,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, Final, Literal
 
 import orjson
@@ -52,11 +51,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connectors.backend import export
 from connectors.backend import streaming_import as si
 from connectors.backend.engine import Deployment
+from connectors.constants import (
+    AIRBYTE_IMPORT_BODY_LIMIT,
+    DEFAULT_BODY_LIMIT,
+    FIVETRAN_OPERATIONS_BODY_LIMIT,
+    JSON_MEDIA_TYPE,
+    PACKAGE_VERSION,
+    MiB,
+)
 from connectors.errors import (
     BadRequestError,
     ConvexError,
     ForbiddenError,
     InternalError,
+    MethodNotAllowedError,
+    NotFoundError,
     PayloadTooLargeError,
     PlainError,
 )
@@ -70,14 +79,10 @@ __all__ = ["BackgroundServer", "ServerConfig", "create_app", "run"]
 log = logging.getLogger("connectors.server")
 access_log = logging.getLogger("connectors.server.access")
 
-MiB: Final = 1024 * 1024
-# AIRBYTE_STREAMING_IMPORT_REQUEST_SIZE_LIMIT = 10 * (2 << 20) (streaming-import.md §2.5).
-AIRBYTE_IMPORT_BODY_LIMIT: Final = 20_971_520
 # After a 413 we still read (and drop) up to this much of the body so the client, which is usually still
 # sending, sees the response instead of a connection reset.
 _MAX_DRAIN_BYTES: Final = 64 * MiB
 
-JSON_MEDIA_TYPE: Final = "application/json"
 EXPORT_NOT_ENABLED_MESSAGE: Final = (
     "Streaming export is not available on your current subscription. "
     "See https://www.convex.dev/plans to upgrade."
@@ -86,25 +91,18 @@ OVERWRITE_NOT_SUPPORTED: Final = "Overwrite sync mode is not supported. Please u
 BAD_CONTENT_TYPE_MESSAGE: Final = "Expected request with `Content-Type: application/json`"
 
 
-def _package_version() -> str:
-    try:
-        return metadata.version("convex-connectors")
-    except metadata.PackageNotFoundError:  # a source checkout that is not installed
-        return "0.1.0"
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """Server settings. Body limits are per route family (streaming-import.md §2.5, §13.8)."""
 
-    version: str = _package_version()
+    version: str = PACKAGE_VERSION
     streaming_export_enabled: bool = True
     # Named in the `BadDeployKey` message ("invalid for deployment '<name>'") when set.
     deployment_name: str | None = None
     airbyte_import_body_limit: int = AIRBYTE_IMPORT_BODY_LIMIT
     # The Rust Fivetran destination sends 500-row chunks that exceed 2 MiB with wide rows.
-    fivetran_operations_body_limit: int = 32 * MiB
-    default_body_limit: int = 8 * MiB
+    fivetran_operations_body_limit: int = FIVETRAN_OPERATIONS_BODY_LIMIT
+    default_body_limit: int = DEFAULT_BODY_LIMIT
     gzip_minimum_size: int = 1024
     # Pages are compressed whole in a worker thread. 5 does ~140 MB/s on export JSON; 9 is ~20x slower
     # for ~15% smaller output.
@@ -508,13 +506,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     """Router-level 404 and 405 as ``{code, message}`` bodies."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        error = ConvexError("NotFound", f"No such endpoint: {request.url.path}", status=404)
+        error: ConvexError = NotFoundError("NotFound", f"No such endpoint: {request.url.path}")
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        error = ConvexError(
+        error = MethodNotAllowedError(
             "MethodNotAllowed",
             f"Method {request.method} is not allowed on {request.url.path}. Allowed: {allowed}",
-            status=405,
         )
     else:
         error = ConvexError("HttpError", exc.detail, status=exc.status_code)
@@ -570,7 +567,7 @@ class _Uvicorn(uvicorn.Server):
         if not self.started:
             return
         listening = [s for server in self.servers for s in (server.sockets or ())]
-        self.url = _url_of(listening[0]) if listening else None  # type: ignore[arg-type]
+        self.url = _url_of(listening[0]) if listening else None
         self.ready.set()
         if self._on_ready is not None and self.url is not None:
             self._on_ready(self.url)

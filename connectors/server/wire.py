@@ -19,8 +19,11 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from connectors.backend.streaming_import import AirbyteRecord, AirbyteStream, FivetranOperation
+from connectors.constants import FIVETRAN_OPERATIONS, TRUNCATE_DELETE_TYPES
 from connectors.errors import BadRequestError
 from connectors.selection import Selection, parse_selection_args
+from connectors.values import INT64_MAX as I64_MAX
+from connectors.values import INT64_MIN as I64_MIN
 from connectors.values import ValueFormat, parse_format
 
 __all__ = [
@@ -40,10 +43,6 @@ __all__ = [
 
 BAD_JSON: Final = "BadJsonBody"
 BAD_QUERY: Final = "BadQueryArgs"
-I64_MIN: Final = -(1 << 63)
-I64_MAX: Final = (1 << 63) - 1
-FIVETRAN_OPERATIONS: Final = frozenset({"Upsert", "Update", "HardDelete"})
-TRUNCATE_DELETE_TYPES: Final = frozenset({"SoftDelete", "HardDelete"})
 _MISSING: Final = object()
 
 

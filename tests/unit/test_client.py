@@ -26,6 +26,7 @@ import pytest
 from connectors.client import (
     AirbyteMessage,
     AirbyteStream,
+    AmbiguousWriteError,
     ClientConfig,
     ConvexApiError,
     ConvexClient,
@@ -36,7 +37,7 @@ from connectors.client import (
     TableColumns,
     UnexpectedResponseError,
 )
-from connectors.errors import ConvexError
+from connectors.errors import ConvexError, Reaction
 from connectors.selection import Selection
 
 KEY = "prod:happy-animal-123|eyJ2MiI6ImZha2Vfc2VjcmV0X2tleV9mb3JfdGVzdHMifQ=="
@@ -934,10 +935,15 @@ def test_non_json_and_empty_error_bodies(server: FakeServer, client: ConvexClien
     assert info.value.message == '{"code":5,"message":null}'
 
 
-def test_connection_refused_is_retried_then_raised(sleeps: Sleeps) -> None:
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is refused."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_is_retried_then_raised(sleeps: Sleeps) -> None:
+    port = unused_port()
     # Nothing listens on the port any more: every attempt is refused.
     config = ClientConfig(f"http://127.0.0.1:{port}", KEY, max_retries=3)
     with ConvexClient(config, sleep=sleeps) as client, pytest.raises(ConvexConnectionError) as info:
@@ -987,6 +993,77 @@ def test_api_error_pickles() -> None:
         "list_snapshot",
     )
     assert str(clone) == str(err)
+
+
+# --- retries that never write twice -----------------------------------------------------------------------
+
+APPEND = {"events": AirbyteStream(primary_key=None, json_schema={})}
+DEDUP = {"events": AirbyteStream(primary_key=[["key"]], json_schema={})}
+ONE_RECORD = [AirbyteMessage("events", {"key": "a"})]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_append_import_is_not_retried_after_a_5xx(
+    server: FakeServer, client: ConvexClient, sleeps: Sleeps, status: int
+) -> None:
+    server.reply(status, json={"code": "InternalServerError", "message": "boom"})
+    with pytest.raises(AmbiguousWriteError) as info:
+        client.import_airbyte_records(APPEND, ONE_RECORD)
+    assert len(server.requests) == 1 and sleeps == []
+    err = info.value
+    assert err.status == status and err.code == "InternalServerError" and not err.retriable
+    assert err.endpoint == "streaming_import/import_airbyte_records"
+    assert "may have committed some of these records" in str(err) and f"answered {status}" in str(err)
+    assert isinstance(err, ConvexApiError) and err.reaction is Reaction.FATAL
+
+
+def test_append_import_is_not_retried_after_a_read_timeout(
+    server: FakeServer, make_client: Callable[..., ConvexClient], sleeps: Sleeps
+) -> None:
+    client = make_client(timeout_s=0.2)
+    server.reply(delay_s=1.0)
+    with pytest.raises(AmbiguousWriteError) as info:
+        client.import_airbyte_records(APPEND, ONE_RECORD)
+    assert len(server.requests) == 1 and sleeps == []
+    assert info.value.status == 0 and "after the request was sent" in str(info.value)
+
+
+def test_append_import_is_retried_after_429(server: FakeServer, client: ConvexClient, sleeps: Sleeps) -> None:
+    server.reply(429, json={"code": "RateLimited", "message": "slow down"}, headers={"Retry-After": "2"})
+    server.reply()
+    client.import_airbyte_records(APPEND, ONE_RECORD)
+    assert len(server.requests) == 2 and sleeps == [2.0]
+
+
+def test_append_import_is_retried_when_refused_before_sending(sleeps: Sleeps) -> None:
+    port = unused_port()
+    config = ClientConfig(f"http://127.0.0.1:{port}", KEY, max_retries=2)
+    with ConvexClient(config, sleep=sleeps) as client, pytest.raises(ConvexConnectionError) as info:
+        client.import_airbyte_records(APPEND, ONE_RECORD)
+    assert info.value.attempts == 3 and len(sleeps) == 2  # every attempt provably unsent: retried
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.import_airbyte_records(DEDUP, ONE_RECORD),
+        lambda c: c.import_airbyte_records(APPEND, []),  # no records: nothing to write twice
+        lambda c: c.import_airbyte_records({**DEDUP, "other": APPEND["events"]}, ONE_RECORD),
+        lambda c: c.apply_fivetran_operations([FivetranOperation("t", "Upsert", {"id": 1.0})]),
+        lambda c: c.clear_tables(["t"]),
+        lambda c: c.add_primary_key_indexes({"t": [["id"]]}),
+        lambda c: c.fivetran_create_table({"tableName": "t", "indexes": []}),
+        lambda c: c.fivetran_truncate_table("t", None, "HardDelete"),
+    ],
+)
+def test_idempotent_writes_are_retried_after_a_5xx(
+    server: FakeServer, client: ConvexClient, sleeps: Sleeps, call: Callable[[ConvexClient], None]
+) -> None:
+    server.reply(502)
+    server.reply()
+    call(client)
+    assert len(server.requests) == 2 and len(sleeps) == 1
+    assert server.requests[0].body == server.requests[1].body
 
 
 # --- page pipelining --------------------------------------------------------------------------------------
