@@ -30,7 +30,6 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from connectors.backend.engine import NS_PER_DAY, Deployment, DeploymentConfig
-from connectors.backend.sqlite import DB_FILE
 from connectors.backend.writer_lock import DeploymentLockedError, DeploymentNotFoundError
 from connectors.keys import KeyKind, KeyNameError, KeyRegistry
 
@@ -141,7 +140,7 @@ def open_deployment(
 def zip_file_or_fail(path: Path) -> bool:
     """True if ``path`` is a ZIP file; a clear error otherwise, raised before any deployment is created."""
     if not zipfile.is_zipfile(path):
-        raise click.ClickException(f"{path} is not a ZIP file (a Convex backup is a .zip).")
+        raise click.ClickException(f"{path} is not a valid ZIP archive (a Convex backup is a .zip file).")
     return True
 
 
@@ -342,11 +341,6 @@ def export_command(store: StoreLocation, path: Path) -> None:
     write snapshot_<ts>.zip into). One consistent snapshot; Int64, Bytes and special floats exact."""
     from connectors.backup import export_backup
 
-    if store.data_dir is not None and not (store.data_dir / DB_FILE).exists():
-        # Opening would create an empty deployment and export nothing: almost surely a wrong path.
-        raise click.ClickException(
-            f"There is no deployment in {store.data_dir} (no {DB_FILE}). Check --data-dir."
-        )
     progress = _Progress("exporting")
     with open_deployment(store, read_only=True) as deployment:
         try:

@@ -81,7 +81,7 @@ class DeploymentNotFoundError(Exception):
     def __init__(self, location: str, what: str) -> None:
         self.location = location
         super().__init__(
-            f"There is no deployment at {location} ({what}). Check --data-dir / --db; only `serve` and "
+            f"There is no deployment in {location} ({what}). Check --data-dir / --db; only `serve` and "
             "`import` create a new deployment."
         )
 
