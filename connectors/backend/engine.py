@@ -711,11 +711,12 @@ class Deployment:
     def _changes(self, rows: list[LogRow]) -> list[Change]:
         tablets = self._catalog.tablets
         live: dict[int, TableInfo | None] = {}
-        out = []
+        out: list[Change] = []
         append = out.append
         for ts, tablet, internal_id, deleted, flags, body, _seq in rows:
-            info = live.get(tablet, False)
-            if info is False:
+            if tablet in live:
+                info = live[tablet]
+            else:
                 info = tablets.get(tablet)
                 info = live[tablet] = None if info is None or info.state == "deleted" else info
             if info is not None:
@@ -1129,9 +1130,9 @@ class Transaction:
             current = self._pending.get((info.tablet, internal_id))
             if current is None:
                 row = stored.get(internal_id)
-                if row is not None and not row[0]:
+                if row is not None and not row[0] and row[2] is not None:
                     current = (False, row[1], row[2], values.decode_document(row[2], row[1]))
-            if current is None or current[0]:
+            if current is None or current[0] or current[3] is None:
                 continue  # index and documents are written together; this is only defensive
             out.append((ids.encode_id(info.table_number, internal_id), current[3]))
         return out
@@ -1181,7 +1182,7 @@ class Transaction:
             return None
         self._count_read(1)
         _ts, deleted, flags, body = row
-        doc = None if deleted else values.decode_document(body, flags)
+        doc = None if deleted or body is None else values.decode_document(body, flags)
         return (bool(deleted), flags, body, doc)
 
     def get(self, document_id: str, component: str = "") -> dict[str, Any] | None:
@@ -1235,7 +1236,7 @@ class Transaction:
         """Replace a document wholesale (system fields kept)."""
         info, internal = self._resolve_id(document_id, component)
         current = self._current(info.tablet, internal)
-        if current is None or current[0]:
+        if current is None or current[0] or current[3] is None:
             raise DocumentNotFoundError(document_id)
         old = current[3]
         doc = {k: v for k, v in document.items() if k not in ("_id", CREATION_TIME)}
@@ -1251,7 +1252,7 @@ class Transaction:
         Returns the new document."""
         info, internal = self._resolve_id(document_id, component)
         current = self._current(info.tablet, internal)
-        if current is None or current[0]:
+        if current is None or current[0] or current[3] is None:
             raise DocumentNotFoundError(document_id)
         doc = dict(current[3])
         for key, value in fields.items():
@@ -1302,7 +1303,8 @@ class Transaction:
                 latest = self._s.latest(info.tablet, internal)
                 current = None if latest is None else (bool(latest[1]), latest[2], latest[3], None)
             if current is not None and not current[0]:
-                raise BadRequestError("DuplicateId", f"A document with id {doc['_id']} already exists.")
+                doc_id = ids.encode_id(info.table_number, internal)
+                raise BadRequestError("DuplicateId", f"A document with id {doc_id} already exists.")
         self._count_write(size)
 
         old_doc = current[3] if current is not None and not current[0] else None
