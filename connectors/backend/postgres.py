@@ -9,8 +9,11 @@ An optional ``schema`` keeps several deployments (and the test suite) apart in o
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +60,7 @@ _WRITER_LOCK_KEY = 0x436F6E766578  # "Convex": serializes commits in one databas
 # Session advisory lock of the deployment's writer: (class, hash of the schema name).
 _WRITER_LEASE_CLASS = 0x436F6E76  # "Conv"
 _HOLDER_META_KEY = "writer_holder"
+_DEAD_HOLDER_GRACE_S = 10.0
 _ANALYZE_MIN_ROWS = 5_000
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -120,7 +124,7 @@ class PostgresPersistence(SqlPersistence):
         writer = psycopg.connect(url, autocommit=False, **kwargs)
         try:
             with writer.cursor() as cur:
-                acquire_writer_lease(cur)
+                acquire_writer_lease(cur, schema)
                 exists = _deployment_exists(cur)
                 if not exists and not create:
                     raise DeploymentNotFoundError(
@@ -189,7 +193,8 @@ class PostgresPersistence(SqlPersistence):
         with contextlib.suppress(Exception):
             self._pool.close()
         if self._writer is not None:
-            # Closing the session releases the writer lease.
+            with self._write_lock, contextlib.suppress(Exception):
+                release_writer_lease(self._writer)
             with self._write_lock, contextlib.suppress(Exception):
                 self._writer.close()
 
@@ -198,26 +203,58 @@ class PostgresPersistence(SqlPersistence):
 # expiry in a table would go when several processes share one PostgreSQL (shared/design.md).
 
 
-def _lease_key(cur: Any) -> tuple[int, int]:
-    cur.execute("SELECT current_schema()")
-    schema = cur.fetchone()[0] or ""
+def _lease_key(cur: Any, schema: str | None) -> tuple[int, int]:
+    if not schema:
+        cur.execute("SELECT current_schema()")
+        schema = cur.fetchone()[0] or ""
     objid = zlib.crc32(schema.encode()) - (1 << 31)  # a signed int4, as pg_advisory_lock(int4, int4) wants
     return _WRITER_LEASE_CLASS, objid
 
 
-def acquire_writer_lease(cur: Any) -> None:
-    """Take this schema's writer lock for the session, or raise ``DeploymentLockedError`` naming the holder."""
-    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", _lease_key(cur))
-    if cur.fetchone()[0]:
-        return
-    holder = None
-    if _deployment_exists(cur):
-        cur.execute("SELECT value FROM globals WHERE key = %s", (_HOLDER_META_KEY,))
-        row = cur.fetchone()
-        holder = LockHolder.from_json(row[0]) if row else None
-    location = _describe(cur, None)
+def acquire_writer_lease(cur: Any, schema: str | None) -> None:
+    """Take the schema's writer lock for the session, or raise ``DeploymentLockedError`` naming the holder.
+    ``schema`` None: the connection's current schema (from the URL's search_path)."""
+    key = _lease_key(cur, schema)
+    deadline = time.monotonic() + _DEAD_HOLDER_GRACE_S
+    while True:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+        if cur.fetchone()[0]:
+            return
+        holder = None
+        if _deployment_exists(cur):
+            cur.execute("SELECT value FROM globals WHERE key = %s", (_HOLDER_META_KEY,))
+            row = cur.fetchone()
+            holder = LockHolder.from_json(row[0]) if row else None
+        # A holder on this host that has died (kill -9) still holds the lock until PostgreSQL notices its
+        # closed connection, usually within milliseconds: wait for that rather than refuse.
+        if holder is None or not _is_dead_local_process(holder) or time.monotonic() > deadline:
+            break
+        cur.connection.rollback()
+        time.sleep(0.05)
+    location = _describe(cur, schema)
     cur.connection.rollback()
     raise DeploymentLockedError(location, holder)
+
+
+def release_writer_lease(conn: Any) -> None:
+    """Release the lease before closing: the server drops a closed session's locks only once its backend has
+    exited, a moment after the client is gone, and the next writer must not be refused meanwhile."""
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock_all()")
+    conn.commit()
+
+
+def _is_dead_local_process(holder: LockHolder) -> bool:
+    if holder.host != socket.gethostname():
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def record_writer(cur: Any) -> None:
