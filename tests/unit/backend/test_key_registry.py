@@ -40,10 +40,10 @@ def test_issue_list_revoke_rotate_apply_at_once(deployment_factory: DeploymentFa
         assert ring.verify(ci_key) is KeyKind.EXPORT and ring.verify(admin_key) is KeyKind.ADMIN
 
         listed = registry.list()
-        assert [(r.name, r.kind, r.revoked) for r in listed] == [
+        assert {(r.name, r.kind, r.revoked) for r in listed} == {
             ("ci", KeyKind.EXPORT, False),
             (admin_record.name, KeyKind.ADMIN, False),
-        ]
+        }
         # Only the id, name, kind, time and status are stored: never the key text or its MAC.
         stored = _all_text(server_side)
         for key in (ci_key, admin_key):
@@ -66,7 +66,9 @@ def test_issue_list_revoke_rotate_apply_at_once(deployment_factory: DeploymentFa
 
         # A key made with a valid MAC but an id the registry never saw is refused.
         forged_id = keys.issue_key(registry.secret(), KeyKind.ADMIN, key_id=b"\x01" * 16)
-        assert keys.verify_key(registry.secret(), forged_id) is KeyKind.ADMIN and ring.verify(forged_id) is None
+        assert (
+            keys.verify_key(registry.secret(), forged_id) is KeyKind.ADMIN and ring.verify(forged_id) is None
+        )
 
         assert registry.rotate_secret() == 1
         assert ring.verify(admin_key) is None
