@@ -6,8 +6,12 @@ Subcommands share how a deployment is located: ``--data-dir DIR`` (SQLite, defau
     @main.command()
     @deployment_options
     def mycommand(store: StoreLocation) -> None:
-        with open_deployment(store) as deployment:
+        with open_deployment(store, read_only=True) as deployment:
             ...
+
+``open_deployment`` refuses a location that holds no deployment unless ``create=True`` (only ``serve`` and
+``import`` create one), and a writer open is refused while another process (a running server) holds the
+deployment; ``read_only=True`` shares with it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import functools
 import logging
 import secrets
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from connectors import keys
 from connectors.backend.engine import NS_PER_DAY, Deployment, DeploymentConfig
-from connectors.backend.sqlite import DB_FILE
-from connectors.keys import KeyKind
+from connectors.backend.writer_lock import DeploymentLockedError, DeploymentNotFoundError
+from connectors.keys import KeyKind, KeyNameError, KeyRegistry
 
 __all__ = ["DEFAULT_DATA_DIR", "StoreLocation", "deployment_options", "main", "open_deployment"]
 
@@ -102,19 +106,42 @@ def deployment_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_deployment(store: StoreLocation, config: DeploymentConfig | None = None) -> Deployment:
-    """Open (creating if needed) the deployment; failures become a clean CLI error."""
+def open_deployment(
+    store: StoreLocation,
+    config: DeploymentConfig | None = None,
+    *,
+    create: bool = False,
+    read_only: bool = False,
+) -> Deployment:
+    """Open the deployment; failures become a clean CLI error.
+
+    ``create``: create it if the location holds none (otherwise that is an error: most likely a mistyped
+    path). ``read_only``: share with a server running on it (no writer lock, no writes)."""
     try:
-        return Deployment.open(
+        deployment = Deployment.open(
             data_dir=store.data_dir,
             db_url=store.db_url,
             config=config or DeploymentConfig(background=False),
+            create=create,
+            read_only=read_only,
         )
+    except (DeploymentLockedError, DeploymentNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
     except Exception as exc:  # the cause is reported, the URL's password is not
         detail = getattr(exc, "detail", "") or f"{type(exc).__name__}: {exc}"
         if exc.__cause__ is not None:
             detail += f" ({str(exc.__cause__).strip()})"
         raise click.ClickException(f"Cannot open the deployment at {store.describe()}: {detail}") from exc
+    if deployment.created:
+        click.echo(f"Created a new deployment at {store.describe()}.", err=True)
+    return deployment
+
+
+def zip_file_or_fail(path: Path) -> bool:
+    """True if ``path`` is a ZIP file; a clear error otherwise, raised before any deployment is created."""
+    if not zipfile.is_zipfile(path):
+        raise click.ClickException(f"{path} is not a valid ZIP archive (a Convex backup is a .zip file).")
+    return True
 
 
 @click.group()
@@ -157,17 +184,24 @@ def serve(
         overrides["retention_ns"] = int(retention_days * NS_PER_DAY)
     if snapshot_max_age_days is not None:
         overrides["snapshot_max_age_ns"] = int(snapshot_max_age_days * NS_PER_DAY)
-    deployment = open_deployment(store, DeploymentConfig(background=True, **overrides))
+    deployment = open_deployment(store, DeploymentConfig(background=True, **overrides), create=True)
     try:
-        secret = keys.instance_secret(deployment)
+        registry = KeyRegistry(deployment)
+        registry.secret()
 
         def on_ready(url: str) -> None:
             click.echo(f"Serving the deployment at {url}")
             if _claim_first_start(deployment):
+                _record, key = registry.issue(KeyKind.ADMIN, f"initial-admin-{secrets.token_hex(2)}")
                 click.echo("Admin key (shown only this once; keep it secret):")
-                click.echo(f"  {keys.issue_key(secret, KeyKind.ADMIN)}")
+                click.echo(f"  {key}")
             hint = store.cli_args()
-            click.echo(f"Make deploy keys with: convex-connectors keygen{hint} --kind admin|export|import")
+            click.echo(
+                f"Make deploy keys with: convex-connectors keygen{hint} --kind admin|export|import --name NAME"
+            )
+            click.echo(
+                f"List, revoke or invalidate keys with: convex-connectors keys list|revoke|rotate-secret{hint}"
+            )
 
         run(deployment, host, port, ServerConfig(), on_ready, log_level=log_level)
     finally:
@@ -191,16 +225,72 @@ def _claim_first_start(deployment: Deployment) -> bool:
     show_default=True,
     help="admin: everything; export: streaming export only; import: streaming import only.",
 )
-@click.option("--name", default="local", show_default=True, help="A label shown in the key.")
-def keygen(store: StoreLocation, kind: str, name: str) -> None:
-    """Print a new deploy key for the deployment."""
-    with open_deployment(store) as deployment:
-        secret = keys.instance_secret(deployment)
-    try:
-        key = keys.issue_key(secret, KeyKind(kind), name)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--name'") from None
+@click.option(
+    "--name",
+    default=None,
+    help="A name for the key, shown in it and in `keys list`, used by `keys revoke` (default: KIND-<id>).",
+)
+def keygen(store: StoreLocation, kind: str, name: str | None) -> None:
+    """Print a new deploy key for the deployment (works while the server runs)."""
+    with open_deployment(store, read_only=True) as deployment:
+        try:
+            _record, key = KeyRegistry(deployment).issue(KeyKind(kind), name)
+        except KeyNameError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--name'") from None
     click.echo(key)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """List, revoke and invalidate deploy keys (work while the server runs; it applies them at once)."""
+
+
+@keys_group.command("list")
+@deployment_options
+def keys_list(store: StoreLocation) -> None:
+    """Show every key made with `keygen` (name, kind, id, created, status); never the key itself."""
+    with open_deployment(store, read_only=True) as deployment:
+        registry = KeyRegistry(deployment)
+        records = registry.list()
+        legacy = registry.legacy_keys_valid()
+    if not records and not legacy:
+        click.echo("No keys yet. Make one with: convex-connectors keygen" + store.cli_args())
+    for r in records:
+        status = "revoked" if r.revoked else "active"
+        click.echo(
+            f"{r.name}\t{r.kind.value}\t{r.key_id}\t{r.created.isoformat(timespec='seconds')}\t{status}"
+        )
+    if legacy:
+        click.echo(
+            "legacy\t-\t-\t-\tactive: keys made before key ids existed cannot be listed or revoked one by one; "
+            "they stay valid until `keys rotate-secret`."
+        )
+
+
+@keys_group.command("revoke")
+@deployment_options
+@click.argument("name")
+def keys_revoke(store: StoreLocation, name: str) -> None:
+    """Revoke the key called NAME (or with that id): refused from the next request on."""
+    with open_deployment(store, read_only=True) as deployment:
+        try:
+            record = KeyRegistry(deployment).revoke(name)
+        except KeyNameError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Revoked key {record.name} ({record.kind.value}, id {record.key_id}).")
+
+
+@keys_group.command("rotate-secret")
+@deployment_options
+@click.confirmation_option(prompt="Every existing deploy key will stop working. Continue?")
+def keys_rotate_secret(store: StoreLocation) -> None:
+    """Replace the key-signing secret: every key, legacy keys included, stops working at once."""
+    with open_deployment(store, read_only=True) as deployment:
+        count = KeyRegistry(deployment).rotate_secret()
+    click.echo(
+        f"Rotated the secret; {count} active key(s) and any legacy keys are now invalid. "
+        f"Make new ones with: convex-connectors keygen{store.cli_args()}"
+    )
 
 
 class _Progress:
@@ -247,13 +337,8 @@ def export_command(store: StoreLocation, path: Path) -> None:
     write snapshot_<ts>.zip into). One consistent snapshot; Int64, Bytes and special floats exact."""
     from connectors.backup import export_backup
 
-    if store.data_dir is not None and not (store.data_dir / DB_FILE).exists():
-        # Opening would create an empty deployment and export nothing: almost surely a wrong path.
-        raise click.ClickException(
-            f"There is no deployment in {store.data_dir} (no {DB_FILE}). Check --data-dir."
-        )
     progress = _Progress("exporting")
-    with open_deployment(store) as deployment:
+    with open_deployment(store, read_only=True) as deployment:
         try:
             summary = export_backup(deployment, path, progress=progress)
         except OSError as exc:
@@ -281,7 +366,7 @@ def import_command(store: StoreLocation, path: Path, mode: str) -> None:
     from connectors.errors import ConvexError
 
     progress = _Progress("importing")
-    with open_deployment(store) as deployment:
+    with open_deployment(store, create=zip_file_or_fail(path)) as deployment:
         try:
             summary = import_backup(deployment, path, mode=mode, progress=progress)  # type: ignore[arg-type]
         except ConvexError as exc:

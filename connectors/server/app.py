@@ -69,7 +69,7 @@ from connectors.errors import (
     PayloadTooLargeError,
     PlainError,
 )
-from connectors.keys import Operation, instance_secret
+from connectors.keys import KeyRegistry, KeyRing, Operation
 from connectors.perf import gc_paused
 from connectors.server import wire
 from connectors.server.auth import Api, Authenticator
@@ -291,7 +291,7 @@ class _Server:
     def __init__(self, deployment: Deployment, config: ServerConfig) -> None:
         self.deployment = deployment
         self.config = config
-        self.auth = Authenticator(instance_secret(deployment), config.deployment_name)
+        self.auth = Authenticator(KeyRing(KeyRegistry(deployment)), config.deployment_name)
 
     def endpoint(self, spec: _Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
