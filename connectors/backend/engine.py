@@ -41,9 +41,9 @@ from connectors.backend.persistence import (
     WriteSession,
 )
 from connectors.backend.sql import path_from_db
+from connectors.backend.writer_lock import ReadOnlyDeploymentError
 from connectors.constants import CREATION_TIME_FIELD as CREATION_TIME
 from connectors.constants import FIRST_USER_TABLE_NUMBER, MAX_FIELDS_PER_INDEX, MAX_INDEXES_PER_TABLE
-from connectors.backend.writer_lock import ReadOnlyDeploymentError
 from connectors.errors import (
     BadRequestError,
     DocumentNotFoundError,
