@@ -11,14 +11,20 @@ from typing import Any, Final
 
 from connectors.errors import PlainError
 from connectors.identifiers import IDENTIFIER_PREFIX, valid_identifier_field
-from connectors.values import Value
+from connectors.values import MAX_NESTING, NestingTooDeepError, Value, nesting_depth, too_deep_message
 
 DUPLICATE_FIELD_LIMIT: Final = 3
 CDC_DELETED_FIELD: Final = IDENTIFIER_PREFIX + "ab_cdc_deleted_at"
 CDC_PREFIX: Final = IDENTIFIER_PREFIX + "ab_cdc"
 
 
-def _convert_value(v: Any) -> Value:
+class _TooDeep(Exception):
+    """A container deeper than MAX_NESTING: raised before recursing into it, so the stack depth never
+    depends on the record."""
+
+
+def _convert_value(v: Any, depth: int) -> Value:
+    """``depth``: the nesting level of ``v`` (``data`` is level 1)."""
     t = type(v)
     if t is str or t is bool or v is None or t is float:
         return v  # type: ignore[no-any-return]
@@ -29,13 +35,17 @@ def _convert_value(v: Any) -> Value:
         except OverflowError:
             raise PlainError("A number in the record is too large for a Float64") from None
     if t is dict:
-        return _convert_object(v)
+        return _convert_object(v, depth)
     if t is list:
-        return [_convert_value(x) for x in v]
+        if depth > MAX_NESTING:
+            raise _TooDeep
+        return [_convert_value(x, depth + 1) for x in v]
     raise PlainError(f"Unsupported JSON value of type {t.__name__} in the record")
 
 
-def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
+def _convert_object(d: dict[str, Any], depth: int) -> dict[str, Value]:
+    if depth > MAX_NESTING:
+        raise _TooDeep
     renamed: dict[str, str] | None = None
     for k in d:
         new = valid_identifier_field(k)
@@ -44,7 +54,7 @@ def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
                 renamed = {}
             renamed[k] = new
     if renamed is None:  # common case: every key is already valid
-        return {k: _convert_value(v) for k, v in d.items()}
+        return {k: _convert_value(v, depth + 1) for k, v in d.items()}
 
     # Collision rule. Upstream only checks renamed keys against the original keys; we also check them
     # against keys earlier renamed keys took (streaming-import.md §13.5), in sorted order of the original
@@ -60,7 +70,7 @@ def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
             raise PlainError(f"Too many duplicate field names found for modified field {candidate}")
         taken.add(candidate)
         renamed[k] = candidate
-    return {renamed.get(k, k): _convert_value(v) for k, v in d.items()}
+    return {renamed.get(k, k): _convert_value(v, depth + 1) for k, v in d.items()}
 
 
 def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
@@ -70,7 +80,10 @@ def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
     top-level ``source_ab_cdc*`` field is then removed."""
     if type(data) is not dict:
         raise PlainError(f"Airbyte record data must be a JSON object, not {type(data).__name__}")
-    obj = _convert_object(data)
+    try:
+        obj = _convert_object(data, 1)
+    except _TooDeep:
+        raise NestingTooDeepError(too_deep_message(nesting_depth(data))) from None
     deleted = obj.get(CDC_DELETED_FIELD) is not None
     if any(k.startswith(CDC_PREFIX) for k in obj):
         obj = {k: v for k, v in obj.items() if not k.startswith(CDC_PREFIX)}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn
 
-from connectors import identifiers, values
+from connectors import identifiers, ids, values
 from connectors.airbyte_records import convert_airbyte_record
 from connectors.backend.engine import CREATION_TIME, Deployment, IndexInfo, TableInfo, Transaction
 from connectors.errors import (
@@ -29,6 +29,7 @@ from connectors.errors import (
     NotFoundError,
     PlainError,
     RetriableError,
+    SchemaValidationError,
     TransactionLimitError,
 )
 from connectors.schema import parse_table_definition
@@ -250,12 +251,60 @@ def _one_match(matches: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str
     return matches[0] if matches else None
 
 
-def _check_encodable(doc: dict[str, Any], where: str) -> None:
-    """Run the engine's document checks (names, nesting, size) now, so they fail before any write."""
+# The longest a millisecond `_creationTime` is written (13 digits, a point and 4 decimals, until 2286).
+_CREATION_TIME_STAND_IN: Final = 1764475118123.4563
+_LONGEST_INTERNAL_ID: Final = b"\xff" * ids.INTERNAL_ID_LEN
+_NAME_IN_MESSAGE_MAX: Final = 64
+
+
+class _SystemFieldStandIns:
+    """Per table, ``_id`` and ``_creationTime`` values at least as long as the ones the engine will add, so
+    the pre-write check counts them against the field and size limits like the write itself does."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self._dep = dep
+        self._by_table: dict[str, dict[str, Any]] = {}
+
+    def for_table(self, table: str) -> dict[str, Any]:
+        fields = self._by_table.get(table)
+        if fields is None:
+            info = self._dep.find_table(table)
+            # A table created by this request gets a number not known yet: assume the longest id.
+            number = info.table_number if info is not None else ids.MAX_TABLE_NUMBER
+            fields = {
+                "_id": ids.encode_id(number, _LONGEST_INTERNAL_ID),
+                CREATION_TIME: _CREATION_TIME_STAND_IN,
+            }
+            self._by_table[table] = fields
+        return fields
+
+
+def _where(kind: str, index: int, table: object) -> str:
+    """``Record 3 for table users``: names the item of the request a data error is about (long or
+    non-string names cut, so the message never echoes unbounded input)."""
+    if not isinstance(table, str):
+        name = f"<{type(table).__name__}>"
+    elif len(table) > _NAME_IN_MESSAGE_MAX:
+        name = table[:_NAME_IN_MESSAGE_MAX] + "…"
+    else:
+        name = table
+    return f"{kind} {index} for table {name}"
+
+
+def _with_where(error: ConvexError, where: str) -> ConvexError:
+    """Prefix a data error's message with the item it is about (same type, code and status)."""
+    error.message = f"{where}: {error.message}"
+    error.args = (error.message,)
+    return error
+
+
+def _check_encodable(doc: dict[str, Any], system_fields: dict[str, Any], where: str) -> None:
+    """Run the engine's document checks (names, nesting, field count, size) now, with the system fields
+    the write will add, so they fail before any write."""
     try:
-        values.encode_document(doc)
+        values.encode_document({**system_fields, **doc})
     except InvalidValueError as e:
-        raise InvalidValueError(f"{where}: {e.message}") from None
+        raise _with_where(e, where) from None
 
 
 # --- Airbyte -----------------------------------------------------------------------------------------
@@ -263,6 +312,7 @@ def _check_encodable(doc: dict[str, Any], where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _AirbyteWrite:
+    index: int  # in the request's `messages`, for error messages
     table: str
     doc: dict[str, Any]
     deleted: bool
@@ -275,12 +325,22 @@ def import_airbyte_records(
     """``POST import_airbyte_records`` (§6): Append inserts every record; Dedup upserts/deletes by primary
     key through ``_by_airbyte_primary_key``."""
     # Step 2: convert every message (upstream converts messages before looking at the streams).
-    converted: list[tuple[str, dict[str, Any], bool]] = []
+    converted: list[tuple[int, str, dict[str, Any], bool]] = []
+    stand_ins = _SystemFieldStandIns(dep)
     for i, message in enumerate(messages):
         table = identifiers.valid_identifier_table(message.table_name)
-        doc, deleted = convert_airbyte_record(message.data)
-        _check_encodable(doc, f"Record {i} for table {table}")
-        converted.append((table, doc, deleted))
+        where = _where("Record", i, table)
+        try:
+            doc, deleted = convert_airbyte_record(message.data)
+        except InvalidValueError as e:
+            raise _with_where(e, where) from None
+        except PlainError as e:
+            # Upstream's text comes first; the detail is what local callers and logs see.
+            e.detail = f"{e.detail} ({where[0].lower()}{where[1:]})"
+            e.args = (e.detail,)
+            raise
+        _check_encodable(doc, stand_ins.for_table(table), where)
+        converted.append((i, table, doc, deleted))
 
     # Step 3: the streams.
     streams: dict[str, tuple[tuple[str, ...], ...] | None] = {}
@@ -298,7 +358,7 @@ def import_airbyte_records(
     # Every record needs a stream and, in Dedup mode, a value at every primary-key path.
     writes: list[_AirbyteWrite] = []
     dedup_tables: dict[str, tuple[tuple[str, ...], ...]] = {}
-    for table, doc, deleted in converted:
+    for i, table, doc, deleted in converted:
         if table not in streams:
             raise BadRequestError("MissingStream", f"Missing stream for table {table}")
         pk = streams[table]
@@ -315,30 +375,37 @@ def import_airbyte_records(
                     )
                 key_values.append(v)
             key = tuple(key_values)
-        writes.append(_AirbyteWrite(table, doc, deleted, key))
+        writes.append(_AirbyteWrite(i, table, doc, deleted, key))
 
     for table, pk in dedup_tables.items():
         _check_airbyte_index(dep.index(table, AIRBYTE_PRIMARY_KEY_INDEX), table, pk)
 
     def apply(tx: Transaction, w: _AirbyteWrite) -> None:
-        if w.key is None:
-            # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
-            if tx.table(w.table) is None:
-                tx.create_table(w.table)
-            tx.insert(w.table, w.doc)
-            return
-        match = _one_match(tx.index_query(w.table, AIRBYTE_PRIMARY_KEY_INDEX, w.key, limit=2))
-        if match is not None:
-            if w.deleted:
-                tx.delete(match[0])
-            else:
-                tx.replace(match[0], w.doc)
-        elif not w.deleted:
-            tx.insert(w.table, w.doc)
-        # A deleted record with no match is a no-op: a deliberate deviation from upstream, which inserts it
-        # (§13.3 recommends this).
+        try:
+            _apply_airbyte_write(tx, w)
+        except (InvalidValueError, SchemaValidationError) as e:
+            raise _with_where(e, _where("Record", w.index, w.table)) from None
 
     return _apply_each(dep, writes, apply)
+
+
+def _apply_airbyte_write(tx: Transaction, w: _AirbyteWrite) -> None:
+    if w.key is None:
+        # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+        if tx.table(w.table) is None:
+            tx.create_table(w.table)
+        tx.insert(w.table, w.doc)
+        return
+    match = _one_match(tx.index_query(w.table, AIRBYTE_PRIMARY_KEY_INDEX, w.key, limit=2))
+    if match is not None:
+        if w.deleted:
+            tx.delete(match[0])
+        else:
+            tx.replace(match[0], w.doc)
+    elif not w.deleted:
+        tx.insert(w.table, w.doc)
+    # A deleted record with no match is a no-op: a deliberate deviation from upstream, which inserts it
+    # (§13.3 recommends this).
 
 
 def _check_airbyte_index(idx: IndexInfo | None, table: str, pk: tuple[tuple[str, ...], ...]) -> None:
@@ -413,6 +480,7 @@ def primary_key_indexes_ready(dep: Deployment, tables: Sequence[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _FivetranWrite:
+    index: int  # in the request, for error messages
     table: str
     operation: str
     row: dict[str, Any]
@@ -479,47 +547,60 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
             raise BadRequestError("BadJsonBody", f"Operation {i}: the row must be a JSON object")
         try:
             row = values.from_encoded_json(op.row)
+        except values.NestingTooDeepError as e:
+            raise _with_where(e, _where("Operation", i, op.table)) from None
         except InvalidValueError as e:
-            raise BadRequestError("BadJsonBody", f"Operation {i}: invalid row: {e.message}") from None
+            raise BadRequestError(
+                "BadJsonBody", f"{_where('Operation', i, op.table)}: invalid row: {e.message}"
+            ) from None
         assert isinstance(row, dict)
         rows.append(row)
 
     indexes: dict[str, IndexInfo] = {}
     writes: list[_FivetranWrite] = []
+    stand_ins = _SystemFieldStandIns(dep)
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
         try:
             table = identifiers.check_table_name(op.table)
         except ConvexError as e:
             raise PlainError(e.message) from None
+        where = _where("Operation", i, table)
         for system_field in values.SYSTEM_FIELDS:
             if system_field in row:
                 raise InvalidValueError(
-                    f"Operation {i}: rows cannot set the system field {system_field}", path=f".{system_field}"
+                    f"{where}: rows cannot set the system field {system_field}", path=f".{system_field}"
                 )
-        _check_encodable(row, f"Operation {i}")
+        _check_encodable(row, stand_ins.for_table(table), where)
         idx = indexes.get(table)
         if idx is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
-        writes.append(_FivetranWrite(table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
+        writes.append(_FivetranWrite(i, table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
 
     def apply(tx: Transaction, w: _FivetranWrite) -> None:
-        match = _one_match(tx.index_query(w.table, FIVETRAN_PRIMARY_KEY_INDEX, w.key, limit=2))
-        if w.operation == "Upsert":
-            if match is None:
-                tx.insert(w.table, w.row)
-            else:
-                tx.replace(match[0], w.row)
-        elif w.operation == "Update":
-            if match is None:
-                raise NotFoundError(
-                    "FivetranMissingUpdatedRow",
-                    "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
-                )
-            tx.patch(match[0], _fivetran_patch(match[1], w.row))
-        elif match is not None:  # HardDelete; no match is a successful no-op
-            tx.delete(match[0])
+        try:
+            _apply_fivetran_write(tx, w)
+        except (InvalidValueError, SchemaValidationError) as e:
+            raise _with_where(e, _where("Operation", w.index, w.table)) from None
 
     return _apply_each(dep, writes, apply)
+
+
+def _apply_fivetran_write(tx: Transaction, w: _FivetranWrite) -> None:
+    match = _one_match(tx.index_query(w.table, FIVETRAN_PRIMARY_KEY_INDEX, w.key, limit=2))
+    if w.operation == "Upsert":
+        if match is None:
+            tx.insert(w.table, w.row)
+        else:
+            tx.replace(match[0], w.row)
+    elif w.operation == "Update":
+        if match is None:
+            raise NotFoundError(
+                "FivetranMissingUpdatedRow",
+                "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
+            )
+        tx.patch(match[0], _fivetran_patch(match[1], w.row))
+    elif match is not None:  # HardDelete; no match is a successful no-op
+        tx.delete(match[0])
 
 
 def fivetran_create_table(dep: Deployment, table_definition: Any, *, wait_timeout_s: float = 600.0) -> None:
