@@ -193,9 +193,27 @@ def _rust_debug_str(s: object) -> str:
     return json.dumps(s, ensure_ascii=False) if isinstance(s, str) else repr(s)
 
 
+# Messages quote at most this much of a user-supplied primary key.
+_DEBUG_COMPONENT_MAX: Final = 64
+_DEBUG_PATHS_MAX: Final = MAX_PRIMARY_KEY_FIELDS + 1
+
+
+def _debug_component(c: object) -> str:
+    if isinstance(c, str) and len(c) > _DEBUG_COMPONENT_MAX:
+        return _rust_debug_str(c[:_DEBUG_COMPONENT_MAX])[:-1] + '…"'
+    return _rust_debug_str(c)
+
+
 def _primary_key_debug(pk: Sequence[Sequence[Any]]) -> str:
-    """Rust ``{:?}`` of a ``Vec<Vec<String>>``: ``[["a"], ["b", "c"]]``."""
-    return "[" + ", ".join("[" + ", ".join(_rust_debug_str(c) for c in path) + "]" for path in pk) + "]"
+    """Rust ``{:?}`` of a ``Vec<Vec<String>>``: ``[["a"], ["b", "c"]]`` (long names and long keys cut with
+    ``…`` so the message never echoes unbounded input)."""
+    shown = [
+        "[" + ", ".join(_debug_component(c) for c in path[:_DEBUG_PATHS_MAX]) + "]"
+        for path in pk[:_DEBUG_PATHS_MAX]
+    ]
+    if len(pk) > _DEBUG_PATHS_MAX:
+        shown.append("…")
+    return "[" + ", ".join(shown) + "]"
 
 
 def _paths_display(fields: Sequence[str]) -> str:
@@ -203,24 +221,31 @@ def _paths_display(fields: Sequence[str]) -> str:
     return "[" + ", ".join(json.dumps(f) for f in fields) + "]"
 
 
-def _primary_key_problem(pk: Sequence[Sequence[Any]]) -> bool:
-    """True if ``pk`` is not a valid list of index field paths (upstream ``PrimaryKey::try_from``):
-    identifier components, non-empty paths, at most 16 paths, no ``_id``, no duplicates."""
+def _primary_key_problem(pk: Sequence[Sequence[Any]]) -> str | None:
+    """Why ``pk`` is not a valid list of index field paths (upstream ``PrimaryKey::try_from``): identifier
+    components, non-empty paths, at most 16 paths, no ``_id``, no duplicates; None when it is valid.
+
+    Identifier problems (and ``_id`` and empty paths) keep upstream's text; too many paths and a repeated
+    path say so, since they are not identifier problems."""
     if len(pk) > MAX_PRIMARY_KEY_FIELDS:
-        return True
+        return (
+            f"Invalid primary key: it has {len(pk)} field paths; the limit is {MAX_PRIMARY_KEY_FIELDS}. Use at"
+            f" most {MAX_PRIMARY_KEY_FIELDS} fields that together identify a record."
+        )
     seen: set[tuple[str, ...]] = set()
     for path in pk:
         if not path or not all(identifiers.is_identifier(c) for c in path):
-            return True
+            return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
         key = tuple(path)
-        if key == ("_id",) or key in seen:
-            return True
+        if key == ("_id",):
+            return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
+        if key in seen:
+            return (
+                f"Invalid primary key: the field path {_primary_key_debug([key])[1:-1]} appears more than"
+                f" once in {_primary_key_debug(pk)}. List each field once."
+            )
         seen.add(key)
-    return False
-
-
-def _invalid_primary_key_message(pk: Sequence[Sequence[Any]]) -> str:
-    return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
+    return None
 
 
 def _check_index_paths(paths: Sequence[tuple[str, ...]]) -> None:
@@ -350,8 +375,9 @@ def import_airbyte_records(
         if pk is not None:
             if len(pk) == 0:
                 raise BadRequestError("EmptyPrimaryKey", "Primary keys cannot be empty")
-            if _primary_key_problem(pk):
-                raise PlainError(_invalid_primary_key_message(pk))
+            problem = _primary_key_problem(pk)
+            if problem is not None:
+                raise PlainError(problem)
             pk = tuple(tuple(path) for path in pk)
         streams[table] = pk
 
@@ -454,8 +480,9 @@ def add_primary_key_indexes(dep: Deployment, indexes: Mapping[str, Sequence[Sequ
         table = identifiers.valid_identifier_table(name)
         if len(pk) == 0:
             raise BadRequestError("EmptyPrimaryKey", "Primary keys cannot be empty")
-        if _primary_key_problem(pk):
-            raise BadRequestError("InvalidPrimaryKey", _invalid_primary_key_message(pk))
+        problem = _primary_key_problem(pk)
+        if problem is not None:
+            raise BadRequestError("InvalidPrimaryKey", problem)
         parsed[table] = [tuple(path) for path in pk]
     for paths in parsed.values():
         _check_index_paths(paths)
