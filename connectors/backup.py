@@ -441,7 +441,7 @@ def _iter_lines(zf: zipfile.ZipFile, entry: str) -> Iterator[tuple[int, bytes]]:
                 raise BackupImportError(
                     f"the line is longer than {MAX_LINE_BYTES} bytes, so it cannot hold a document (the "
                     f"limit is {values.MAX_DOCUMENT_SIZE} bytes); the backup is damaged or was not written "
-                    "by a Convex export",
+                    "by a Convex export.",
                     entry=entry,
                     line=lineno,
                 )
