@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -101,8 +101,8 @@ class SnapshotCursor:
         return cls(tablet_id, doc_id)
 
 
-_TABLET_ID_LEN = 16
-_TABLET_TEXT_RE = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
+_TABLET_ID_LEN: Final = 16
+_TABLET_TEXT_RE: Final = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
 
 
 def _tablet_text(tablet_id: bytes) -> str:

@@ -32,7 +32,7 @@ from connectors.errors import (
     SchemaValidationError,
     TransactionLimitError,
 )
-from connectors.schema import parse_table_definition
+from connectors.schema import InvalidSchemaError, parse_table_definition
 
 __all__ = [
     "AIRBYTE_PRIMARY_KEY_INDEX",
@@ -58,6 +58,8 @@ FIVETRAN_PRIMARY_KEY_INDEX: Final = "_fivetran_by_primary_key"
 FIVETRAN_SYNCED_INDEX: Final = "_fivetran_by_synced"
 
 MAX_PRIMARY_KEY_FIELDS: Final = 16
+# JSON levels of a fivetran_create_table definition: an object validator takes 3 per document level.
+TABLE_DEFINITION_MAX_DEPTH: Final = 128
 TRUNCATE_PAGE: Final = 1000  # documents read per index query while truncating
 SCAN_BATCH: Final = 1000  # document ids gathered per snapshot page (soft truncate without a cursor index)
 
@@ -633,6 +635,14 @@ def _apply_fivetran_write(tx: Transaction, w: _FivetranWrite) -> None:
 def fivetran_create_table(dep: Deployment, table_definition: Any, *, wait_timeout_s: float = 600.0) -> None:
     """``POST fivetran_create_table`` (§10.4): every ``indexes`` entry becomes a system index (one
     transaction), then block until ``_fivetran_by_primary_key`` has backfilled. Idempotent."""
+    # The validator parser recurses once per level: bound the levels first (measured iteratively).
+    depth = values.nesting_depth(table_definition)
+    if depth > TABLE_DEFINITION_MAX_DEPTH:
+        raise InvalidSchemaError(
+            f"Invalid schema: the table definition is nested {depth} levels deep; the limit is"
+            f" {TABLE_DEFINITION_MAX_DEPTH} (validators for documents nested {values.MAX_NESTING} levels"
+            " need about 60)."
+        )
     definition = parse_table_definition(table_definition)
     table = definition.table_name
     planned: list[tuple[str, list[tuple[str, ...]]]] = []

@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from connectors import ids
-from connectors.backend.engine import Deployment
+from connectors.backend.engine import DeploymentConfig
 from connectors.backend.streaming_import import FIVETRAN_PRIMARY_KEY_INDEX
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, ServerFactory
 from tests.integration.test_server_import import BOOKS, assert_error, call, docs, ok_empty
 
 NEG_ZERO = {"$float": "AAAAAAAAAIA="}
@@ -110,7 +110,7 @@ def encoded_snapshot(live: LiveServer, table: str) -> list[dict[str, Any]]:
         key=live.export_key,
     )
     assert resp.status_code == 200, resp.text
-    return orjson.loads(resp.content)["values"]  # type: ignore[no-any-return]
+    return orjson.loads(resp.content)["values"]
 
 
 def test_airbyte_negative_zero_is_float64_negative_zero(live_server: LiveServer) -> None:
@@ -195,16 +195,10 @@ def test_malformed_list_snapshot_cursors_are_refused(live_server: LiveServer) ->
 # --- item 9: limits before the first write --------------------------------------------------------------
 
 
-def small_transactions(live: LiveServer) -> Deployment:
-    return live.deployment
-
-
 @pytest.mark.parametrize("problem", ["fields", "size"])
 def test_airbyte_record_over_a_limit_with_system_fields_writes_nothing(
-    server_factory: Any, problem: str
+    server_factory: ServerFactory, problem: str
 ) -> None:
-    from connectors.backend.engine import DeploymentConfig
-
     # Two records per transaction, so the good records before the bad one would commit on their own.
     live = server_factory.start(DeploymentConfig(max_writes_per_transaction=2))
     if problem == "fields":
@@ -226,9 +220,7 @@ def test_airbyte_record_over_a_limit_with_system_fields_writes_nothing(
     assert docs(live.deployment, "t") == []
 
 
-def test_fivetran_row_over_a_limit_with_system_fields_writes_nothing(server_factory: Any) -> None:
-    from connectors.backend.engine import DeploymentConfig
-
+def test_fivetran_row_over_a_limit_with_system_fields_writes_nothing(server_factory: ServerFactory) -> None:
     live = server_factory.start(DeploymentConfig(max_writes_per_transaction=2))
     ok_empty(call(live, "POST", "fivetran_create_table", {"tableDefinition": BOOKS}))
 
@@ -250,3 +242,17 @@ def test_documents_that_fit_with_their_system_fields_are_written(live_server: Li
     ok_empty(post_raw(live_server, "import_airbyte_records", airbyte_body(orjson.dumps(fields))))
     (doc,) = docs(live_server.deployment, "t")
     assert len(doc) == 1024
+
+
+@pytest.mark.parametrize("depth", [400, 1000, 100_000])
+def test_deep_fivetran_table_definition_is_a_400(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    validator = b'{"type":"array","value":' * depth + b'{"type":"any"}' + b"}" * depth
+    body = b'{"tableDefinition":{"tableName":"t","indexes":[],"documentType":' + validator + b"}}"
+    resp = post_raw(live_server, "fivetran_create_table", body)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["message"]
+    assert "levels deep" in message and len(message) < 500
+    assert_no_traceback(caplog)

@@ -152,3 +152,13 @@ def test_selection_messages_cut_long_names() -> None:
     with pytest.raises(Exception) as ei2:
         validate_table_name("t" * 100_000)
     assert len(str(ei2.value)) < 400
+
+
+def test_request_errors_cut_huge_keys() -> None:
+    from connectors.server import wire
+
+    name = "t" * 1_000_000
+    with pytest.raises(BadRequestError) as ei:
+        wire.ImportAirbyteRecordsRequest.parse({"tables": {name: 5}, "messages": []})
+    assert ei.value.code == "BadJsonBody"
+    assert len(ei.value.message) < 300 and "…" in ei.value.message
