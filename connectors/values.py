@@ -304,29 +304,29 @@ def _is_negzero(v: float) -> bool:
 # --- Generic tree mapping (wire encoders/decoders; not the storage hot path) ------------------------
 
 
-def _map_value(v: Any, leaf: Callable[[Any], Any], depth: int = 1) -> Any:
+def _map_value(v: Any, leaf: Callable[[Any], Any], levels: int = MAX_NESTING) -> Any:
     t = type(v)
     if t is list:
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         out = []
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
-                out.append(_map_value(x, leaf, depth + 1))
+                out.append(_map_value(x, leaf, levels - 1))
         except _Problem as p:
             p.rev_path.append(i)
             raise
         return out
     if t is dict:
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         res = {}
         for k, x in v.items():
             if type(k) is not str:
                 raise _Problem(f"Object keys must be strings, not {type(k).__name__}")
             try:
-                res[k] = _map_value(x, leaf, depth + 1)
+                res[k] = _map_value(x, leaf, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
@@ -436,9 +436,10 @@ def _dollar_key_problem(k: str) -> _Problem:
     return _Problem(f"Field name {json.dumps(k)} starts with '$', which is reserved")
 
 
-def _decode_encoded(v: Any, depth: int = 1) -> Value:
-    """``depth``: the nesting level of ``v`` (a document is level 1); deeper containers are refused
-    before recursing into them."""
+def _decode_encoded(v: Any, levels: int = MAX_NESTING) -> Value:
+    """``levels``: how many levels of containers ``v`` may still open (a document may open
+    :data:`MAX_NESTING`); a container beyond is refused before recursing into it. Counting down keeps the
+    check a comparison with a constant on this hot path."""
     t = type(v)
     if t is str or t is bool or v is None or t is float:
         return v
@@ -449,13 +450,13 @@ def _decode_encoded(v: Any, depth: int = 1) -> Value:
         except OverflowError:
             raise _Problem("Number is too large for a Float64") from None
     if t is list:
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         out: list[Value] = []
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
-                out.append(_decode_encoded(x, depth + 1))
+                out.append(_decode_encoded(x, levels - 1))
         except _Problem as p:
             p.rev_path.append(i)
             raise
@@ -469,7 +470,7 @@ def _decode_encoded(v: Any, depth: int = 1) -> Value:
                 return _decode_float_payload(x)
             if k == "$bytes":
                 return _b64decode(x, "$bytes")
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         res: dict[str, Value] = {}
         for k, x in v.items():
@@ -478,7 +479,7 @@ def _decode_encoded(v: Any, depth: int = 1) -> Value:
             if k[:1] == "$":
                 raise _dollar_key_problem(k)
             try:
-                res[k] = _decode_encoded(x, depth + 1)
+                res[k] = _decode_encoded(x, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
@@ -491,12 +492,12 @@ def from_encoded_json(obj: Any) -> Value:
     return _run(_decode_encoded, obj)
 
 
-def _decode_encoded_in_place(v: Any, depth: int = 1) -> Value:
+def _decode_encoded_in_place(v: Any, levels: int = MAX_NESTING) -> Value:
     """Like :func:`_decode_encoded`, but reuses the parsed containers (they are ours to change), which
     halves the allocations of a page of documents."""
     t = type(v)
     if t is list:
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         i = 0
         try:
@@ -504,7 +505,7 @@ def _decode_encoded_in_place(v: Any, depth: int = 1) -> Value:
                 tx = type(x)
                 if tx is str or tx is float or tx is bool or x is None:
                     continue
-                v[i] = float(x) if tx is int else _decode_encoded_in_place(x, depth + 1)
+                v[i] = float(x) if tx is int else _decode_encoded_in_place(x, levels - 1)
         except _Problem as p:
             p.rev_path.append(i)
             raise
@@ -520,7 +521,7 @@ def _decode_encoded_in_place(v: Any, depth: int = 1) -> Value:
                 return _decode_float_payload(x)
             if k == "$bytes":
                 return _b64decode(x, "$bytes")
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         for k, x in v.items():
             if type(k) is not str:
@@ -531,18 +532,23 @@ def _decode_encoded_in_place(v: Any, depth: int = 1) -> Value:
             if tx is str or tx is float or tx is bool or x is None:
                 continue
             try:
-                v[k] = _decode_encoded_in_place(x, depth + 1)
+                v[k] = _decode_encoded_in_place(x, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
         return v
-    return _decode_encoded(v, depth)
+    return _decode_encoded(v, levels)
 
 
 def decode_encoded_value(v: Any) -> Value:
     """Decode one parsed ``convex_encoded_json`` value, reusing its containers (raises
     InvalidValueError with the path)."""
-    return _run(_decode_encoded_in_place, v)
+    try:
+        return _decode_encoded_in_place(v)
+    except _TooDeep as p:
+        raise p.measured(v).to_error() from None
+    except _Problem as p:
+        raise p.to_error() from None
 
 
 def decode_encoded_object_in_place(obj: dict[str, Any]) -> dict[str, Value]:
@@ -557,7 +563,7 @@ def decode_encoded_object_in_place(obj: dict[str, Any]) -> dict[str, Value]:
             if type(k) is str and k[:1] == "$":
                 raise _dollar_key_problem(k)
             try:
-                obj[k] = _decode_encoded(v, 2)
+                obj[k] = _decode_encoded(v, MAX_NESTING - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
@@ -568,7 +574,7 @@ def decode_encoded_object_in_place(obj: dict[str, Any]) -> dict[str, Value]:
     return obj
 
 
-def _decode_export(v: Any, depth: int = 1) -> Value:
+def _decode_export(v: Any, levels: int = MAX_NESTING) -> Value:
     t = type(v)
     if t is str or t is bool or v is None or t is float:
         return v
@@ -577,13 +583,13 @@ def _decode_export(v: Any, depth: int = 1) -> Value:
             raise _int_range_problem()
         return v
     if t is list:
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         out: list[Value] = []
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
-                out.append(_decode_export(x, depth + 1))
+                out.append(_decode_export(x, levels - 1))
         except _Problem as p:
             p.rev_path.append(i)
             raise
@@ -597,7 +603,7 @@ def _decode_export(v: Any, depth: int = 1) -> Value:
                 return _b64decode(x, "$bytes")
             if k == "$integer":  # not produced by export encoders; unambiguous, so accept it
                 return _decode_integer_payload(x)
-        if depth > MAX_NESTING:
+        if levels <= 0:
             raise _TooDeep()
         res: dict[str, Value] = {}
         for k, x in v.items():
@@ -606,7 +612,7 @@ def _decode_export(v: Any, depth: int = 1) -> Value:
             if k[:1] == "$":
                 raise _dollar_key_problem(k)
             try:
-                res[k] = _decode_export(x, depth + 1)
+                res[k] = _decode_export(x, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
