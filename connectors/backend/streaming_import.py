@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn
 
+import orjson
+
 from connectors import identifiers, ids, values
 from connectors.airbyte_records import convert_airbyte_record
 from connectors.backend.engine import CREATION_TIME, Deployment, IndexInfo, TableInfo, Transaction
@@ -284,17 +286,17 @@ _LONGEST_INTERNAL_ID: Final = b"\xff" * ids.INTERNAL_ID_LEN
 _NAME_IN_MESSAGE_MAX: Final = 64
 
 
-class _SystemFieldStandIns:
-    """Per table, ``_id`` and ``_creationTime`` values at least as long as the ones the engine will add, so
-    the pre-write check counts them against the field and size limits like the write itself does."""
+class _SystemFieldBytes:
+    """Per table, how many bytes ``_id`` and ``_creationTime`` add to a stored document (at least as many
+    as the engine's will), so the pre-write check counts them against the size limit like the write does."""
 
     def __init__(self, dep: Deployment) -> None:
         self._dep = dep
-        self._by_table: dict[str, dict[str, Any]] = {}
+        self._by_table: dict[str, int] = {}
 
-    def for_table(self, table: str) -> dict[str, Any]:
-        fields = self._by_table.get(table)
-        if fields is None:
+    def for_table(self, table: str) -> int:
+        size = self._by_table.get(table)
+        if size is None:
             info = self._dep.find_table(table)
             # A table created by this request gets a number not known yet: assume the longest id.
             number = info.table_number if info is not None else ids.MAX_TABLE_NUMBER
@@ -302,8 +304,9 @@ class _SystemFieldStandIns:
                 "_id": ids.encode_id(number, _LONGEST_INTERNAL_ID),
                 CREATION_TIME: _CREATION_TIME_STAND_IN,
             }
-            self._by_table[table] = fields
-        return fields
+            # `"_creationTime":…,"_id":"…"` without the braces, plus the comma joining the document's fields.
+            size = self._by_table[table] = len(orjson.dumps(fields)) - 2 + 1
+        return size
 
 
 def _where(kind: str, index: int, table: object) -> str:
@@ -325,13 +328,25 @@ def _with_where(error: ConvexError, where: str) -> ConvexError:
     return error
 
 
-def _check_encodable(doc: dict[str, Any], system_fields: dict[str, Any], where: str) -> None:
-    """Run the engine's document checks (names, nesting, field count, size) now, with the system fields
-    the write will add, so they fail before any write."""
+def _check_encodable(doc: dict[str, Any], system_field_bytes: int, where: str) -> None:
+    """Run the engine's document checks (names, nesting, field count, size) now, counting the two system
+    fields the write will add, so they fail before any write (and name the item)."""
+    fields = len(doc) + len(values.SYSTEM_FIELDS)
+    if fields > values.MAX_OBJECT_FIELDS:
+        raise InvalidValueError(
+            f"{where}: the document has {fields} fields with _id and _creationTime; the limit is"
+            f" {values.MAX_OBJECT_FIELDS}. Send at most {values.MAX_OBJECT_FIELDS - len(values.SYSTEM_FIELDS)}"
+            " fields per record (for example nest some in an object)."
+        )
     try:
-        values.encode_document({**system_fields, **doc})
+        size = values.encode_document(doc).size + system_field_bytes
     except InvalidValueError as e:
         raise _with_where(e, where) from None
+    if size > values.MAX_DOCUMENT_SIZE:
+        raise InvalidValueError(
+            f"{where}: the document is too large ({size} bytes with _id and _creationTime); the limit is"
+            f" {values.MAX_DOCUMENT_SIZE} bytes (1 MiB)."
+        )
 
 
 # --- Airbyte -----------------------------------------------------------------------------------------
@@ -353,7 +368,7 @@ def import_airbyte_records(
     key through ``_by_airbyte_primary_key``."""
     # Step 2: convert every message (upstream converts messages before looking at the streams).
     converted: list[tuple[int, str, dict[str, Any], bool]] = []
-    stand_ins = _SystemFieldStandIns(dep)
+    system_field_bytes = _SystemFieldBytes(dep)
     for i, message in enumerate(messages):
         table = identifiers.valid_identifier_table(message.table_name)
         where = _where("Record", i, table)
@@ -366,7 +381,7 @@ def import_airbyte_records(
             e.detail = f"{e.detail} ({where[0].lower()}{where[1:]})"
             e.args = (e.detail,)
             raise
-        _check_encodable(doc, stand_ins.for_table(table), where)
+        _check_encodable(doc, system_field_bytes.for_table(table), where)
         converted.append((i, table, doc, deleted))
 
     # Step 3: the streams.
@@ -587,7 +602,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
 
     indexes: dict[str, IndexInfo] = {}
     writes: list[_FivetranWrite] = []
-    stand_ins = _SystemFieldStandIns(dep)
+    system_field_bytes = _SystemFieldBytes(dep)
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
         try:
             table = identifiers.check_table_name(op.table)
@@ -599,7 +614,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
                 raise InvalidValueError(
                     f"{where}: rows cannot set the system field {system_field}", path=f".{system_field}"
                 )
-        _check_encodable(row, stand_ins.for_table(table), where)
+        _check_encodable(row, system_field_bytes.for_table(table), where)
         idx = indexes.get(table)
         if idx is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
