@@ -31,7 +31,7 @@ def _convert_value(v: Any, levels: int) -> Value:
     """``levels``: how many levels of containers ``v`` may still open (``data`` may open MAX_NESTING)."""
     t = type(v)
     if t is str or t is bool or v is None or t is float:
-        return v  # type: ignore[no-any-return]
+        return v
     if t is int:
         # Every JSON number is a Float64 (no Int64 path), so large integers lose precision like f64.
         try:

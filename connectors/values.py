@@ -714,9 +714,9 @@ def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, 
                 out = dict(d)
             out[k] = {"$bytes": _b64(v)}
         else:
-            p = _type_problem(v)
-            p.rev_path.append(k)
-            raise p
+            problem = _type_problem(v)
+            problem.rev_path.append(k)
+            raise problem
     return flags, out
 
 
@@ -777,9 +777,9 @@ def _walk_list(a: list[Any], depth: int) -> tuple[int, list[Any] | None]:
                 out = list(a)
             out[i] = {"$bytes": _b64(v)}
         else:
-            p = _type_problem(v)
-            p.rev_path.append(i)
-            raise p
+            problem = _type_problem(v)
+            problem.rev_path.append(i)
+            raise problem
     return flags, out
 
 
@@ -993,7 +993,7 @@ def get_path(doc: Any, path: tuple[str, ...]) -> Value | _Missing:
         cur = cur.get(name, MISSING)
         if cur is MISSING:
             return MISSING
-    return cur  # type: ignore[no-any-return]
+    return cur
 
 
 # --- Order-preserving index keys ---------------------------------------------------------------------
