@@ -88,10 +88,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import io
 import math
 import os
 import re
+import shutil
 import struct
 import zipfile
 import zlib
@@ -418,32 +419,38 @@ def _set_once(d: dict[str, str], key: str, entry: str) -> None:
     d[key] = entry
 
 
-_NEG_ZERO_INT_RE: Final = re.compile(rb"-0(?![0-9.eE])")
-
-
-def _convex_int(token: str) -> int | float:
-    # serde_json reads `-0` and integers outside i64 as floats.
-    if token == "-0":
-        return -0.0
-    n = int(token)
-    return n if values.INT64_MIN <= n <= values.INT64_MAX else float(n)
-
-
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not JSON")
+# The longest line read from a member. A document is at most 1 MiB as stored (orjson's compact
+# convex_encoded_json), and its export_json line from orjson or serde_json is no longer (Int64 and -0.0 are
+# shorter there). Other JSON writers may spell the same document longer: `\/` for `/`, `\u00e9` for `é`,
+# spaces after `:` and `,`, `1e+16` for `1e16`; twice the limit admits those, and memory stays a few MiB
+# per line however long the line in the ZIP is (a longer line cannot hold a legal document in any of them).
+MAX_LINE_BYTES: Final = 2 * values.MAX_DOCUMENT_SIZE
+_READ_BUFFER_BYTES: Final = 1 << 16
 
 
 def _load_json(raw: bytes) -> Any:
-    """Parse one JSON line with Convex's number rules (orjson reads `-0` as the integer 0)."""
-    if _NEG_ZERO_INT_RE.search(raw) is None:
-        return orjson.loads(raw)
-    return json.loads(raw.decode("utf-8"), parse_int=_convex_int, parse_constant=_reject_constant)
+    """Parse one JSON line with Convex's number rules (the token `-0` is Float64 -0.0)."""
+    return values.load_json(raw)
 
 
 def _iter_lines(zf: zipfile.ZipFile, entry: str) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with their 1-based numbers; never holds more than one line."""
-    with zf.open(entry) as f:
-        for lineno, raw in enumerate(f, start=1):
+    """Non-blank lines with their 1-based numbers; never holds more than one line, and never more than
+    :data:`MAX_LINE_BYTES` of it (a longer line is an error naming the member and line)."""
+    with zf.open(entry) as member, io.BufferedReader(member, _READ_BUFFER_BYTES) as f:  # type: ignore[type-var]
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) - raw.endswith(b"\n") > MAX_LINE_BYTES:
+                raise BackupImportError(
+                    f"the line is longer than {MAX_LINE_BYTES} bytes, so it cannot hold a document (the "
+                    f"limit is {values.MAX_DOCUMENT_SIZE} bytes); the backup is damaged or was not written "
+                    "by a Convex export.",
+                    entry=entry,
+                    line=lineno,
+                )
             if raw.strip():
                 yield lineno, raw
 
@@ -451,12 +458,31 @@ def _iter_lines(zf: zipfile.ZipFile, entry: str) -> Iterator[tuple[int, bytes]]:
 def _parse_line(raw: bytes, entry: str, lineno: int) -> Any:
     try:
         return _load_json(raw)
-    except (orjson.JSONDecodeError, json.JSONDecodeError) as e:
+    except orjson.JSONDecodeError as e:
         column = getattr(e, "colno", None)
         at = f" (column {column})" if column else ""
         raise BackupImportError(f"not valid JSON{at}", entry=entry, line=lineno) from None
+    except InvalidValueError as e:  # nested deeper than any JSON parser here reads
+        raise BackupImportError(e.message, entry=entry, line=lineno) from None
     except (UnicodeDecodeError, ValueError):
         raise BackupImportError("not valid JSON", entry=entry, line=lineno) from None
+
+
+def _check_declared_sizes(dep: Deployment, zf: zipfile.ZipFile, plans: list[_TablePlan]) -> None:
+    """Refuse, before writing, a backup whose members claim more uncompressed bytes than the disk holding a
+    SQLite deployment has free. zipfile never inflates a member past its declared size, so the declared
+    sizes bound what an import can read."""
+    declared = sum(zf.getinfo(p.documents_entry).file_size for p in plans if p.documents_entry is not None)
+    path = getattr(dep.persistence, "path", None)
+    if not isinstance(path, Path) or declared == 0:
+        return
+    free = shutil.disk_usage(path.parent).free
+    if declared > free:
+        raise BackupImportError(
+            f"the backup's documents are {declared} bytes uncompressed but the disk holding the deployment "
+            f"has {free} bytes free; free up space or import into a deployment on a larger disk",
+            code="InsufficientDiskSpace",
+        )
 
 
 def _read_tables_entry(zf: zipfile.ZipFile, entry: str) -> list[tuple[str, int, int]]:
@@ -506,6 +532,14 @@ class _DecodeProblem(Exception):
 Decoder: TypeAlias = Callable[[Any], "dict[str, values.Value]"]
 
 
+def _check_nesting(obj: Any, slack: int = 0) -> None:
+    """Refuse over-deep input before a recursive walk over it (measured iteratively). ``slack``: extra
+    levels allowed (an export context wraps a NaN leaf in one more object)."""
+    depth = values.nesting_depth(obj)
+    if depth > values.MAX_NESTING + slack:
+        raise values.NestingTooDeepError(values.too_deep_message(depth))
+
+
 def _big_ints_to_float(v: Any) -> Any:
     if type(v) is int:
         return v if values.INT64_MIN <= v <= values.INT64_MAX else float(v)
@@ -524,7 +558,9 @@ def _decode_uniform(obj: Any) -> dict[str, values.Value]:
     except InvalidValueError as e:
         if "Int64 range" not in e.message:
             raise
-        # Convex reads integers beyond i64 as Float64.
+        # Convex reads integers beyond i64 as Float64. The range error may come before the decoder saw
+        # the deepest part, so check the depth before the recursive rewrite.
+        _check_nesting(obj)
         doc = values.from_export_json(_big_ints_to_float(obj))
     if type(doc) is not dict:  # e.g. a line that is a lone {"$bytes": ...}
         raise _DecodeProblem("expected a JSON object")
@@ -621,6 +657,7 @@ def _legacy_decoder(shape: Shape, overrides: Mapping[str, Any]) -> Decoder:
             raise _DecodeProblem("expected a JSON object")
         doc_id = obj.get("_id")
         ctx = overrides.get(doc_id, "infer") if type(doc_id) is str else "infer"
+        _check_nesting(obj)
         doc = _apply_context(ctx, obj, shapes)
         if type(doc) is not dict:
             raise _DecodeProblem("expected a JSON object")
@@ -663,6 +700,7 @@ def _load_decoder(zf: zipfile.ZipFile, plan: _TablePlan, notes: list[str]) -> De
         ((doc_id, ctx),) = obj.items()
         try:
             ids.decode_id(doc_id)
+            _check_nesting(ctx, slack=1)
             overrides[doc_id] = _parse_context(ctx)
         except (_DecodeProblem, ConvexError) as e:
             message = e.message if isinstance(e, ConvexError) else str(e)
@@ -717,6 +755,7 @@ def _import(
         plans, decoders, notes = _read_plan(zf)
     except _ZIP_DAMAGE as e:
         raise BackupImportError(f"the ZIP archive is damaged ({e})", code="InvalidZip") from None
+    _check_declared_sizes(dep, zf, plans)
     state = _Progress()
     _prepare(dep, plans, mode, state)
     imported: list[BackupTable] = []

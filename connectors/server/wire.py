@@ -67,8 +67,16 @@ def _bad_json(message: str) -> BadRequestError:
     return BadRequestError(BAD_JSON, message)
 
 
+# Key paths carry user-chosen keys (table names); messages show at most this many characters of one.
+_PATH_MAX: Final = 160
+
+
 def _where(path: str) -> str:
-    """``path`` is a key path such as ``tables.users.primaryKey[0]``; empty for the whole body."""
+    """``path`` is a key path such as ``tables.users.primaryKey[0]``; empty for the whole body. A very long
+    path (a huge key) is cut in the middle so both its start and the failing key stay visible."""
+    if len(path) > _PATH_MAX:
+        half = _PATH_MAX // 2
+        path = path[:half] + "…" + path[-half:]
     return f"`{path}`" if path else "the request body"
 
 
