@@ -70,7 +70,9 @@ class BatchLimits:
     @classmethod
     def airbyte_records(cls, *, max_rows: int = 10_000, envelope_bytes: int = 0) -> BatchLimits:
         """``import_airbyte_records`` (20 MiB body limit, streaming-import.md §2.5)."""
-        return cls.under_body_limit(AIRBYTE_IMPORT_BODY_LIMIT, max_rows=max_rows, envelope_bytes=envelope_bytes)
+        return cls.under_body_limit(
+            AIRBYTE_IMPORT_BODY_LIMIT, max_rows=max_rows, envelope_bytes=envelope_bytes
+        )
 
     @classmethod
     def fivetran_operations(
