@@ -11,7 +11,8 @@ Convex's rules (``npx convex import --help``; ``docs.convex.dev/database/import-
   ``{"$bytes": …}`` bytes, ``{"$float": …}`` a special float.
 * ``_id`` and ``_creationTime`` are kept when present and valid: ``_id`` must be an id of the target table
   (when the import creates the table, the first record's ``_id`` gives its table number, as Convex's
-  importer does; that number must be free), ``_creationTime`` a number. Missing ones are generated. Any
+  importer does; that number must be free), ``_creationTime`` a number. Missing ones (and, in CSV, empty
+  cells) are generated. Any
   other top-level field starting with ``_`` is refused.
 
 Streaming: the file is read record by record (CSV through the ``csv`` module, JSON arrays through ``ijson``'s
@@ -41,7 +42,7 @@ import orjson
 from connectors import identifiers, ids, values
 from connectors.backend.engine import CREATION_TIME, Deployment, Transaction
 from connectors.batching import Batcher, BatchLimits
-from connectors.constants import ID_FIELD
+from connectors.constants import ID_FIELD, SYSTEM_FIELDS_ORDERED
 from connectors.errors import BadRequestError, ConvexError, TransactionLimitError
 
 __all__ = [
@@ -155,6 +156,9 @@ def _iter_csv(f: IO[bytes], name: str) -> Iterator[SourceRecord]:
                     f"the row has {len(row)} fields but the header has {len(header)}", where=where
                 )
             doc = {k: _csv_field(v) for k, v in zip(header, row, strict=True)}
+            for system_field in SYSTEM_FIELDS_ORDERED:
+                if doc.get(system_field) == "":
+                    del doc[system_field]  # an empty cell: generate it, as for a missing column
             yield SourceRecord(where, doc, len(orjson.dumps(doc)))
     except UnicodeDecodeError:
         raise TableImportError("the file is not valid UTF-8", where=name) from None
@@ -331,6 +335,8 @@ def _write_batch(
                             TableImportError(e.message, where=record.where), target
                         ) from None
                     break
+                except TableImportError as e:
+                    raise _with_committed(e, target) from None
                 except ConvexError as e:
                     raise _with_committed(
                         TableImportError(e.message, where=record.where, code=e.code), target
