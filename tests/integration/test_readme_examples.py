@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +36,13 @@ def test_readme_curl_examples_work_when_pasted(tmp_path: Path) -> None:
     port = str(_free_port())
     # Only the port changes; everything else runs as pasted, from a directory holding the venv.
     script = block.replace(DEFAULT_PORT, port)
-    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    command = Path(sys.executable).parent / "convex-connectors"
+    if not command.exists():
+        found = shutil.which("convex-connectors")
+        assert found is not None, "the convex-connectors command is not installed"
+        command = Path(found)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "convex-connectors").symlink_to(command)
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     # Files, not pipes: the background server keeps its output open after bash exits.
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
