@@ -188,6 +188,62 @@ def _apply_each(
     return _run_in_transactions(dep, step, committed_before=committed_before)
 
 
+def _apply_in_one_transaction(
+    dep: Deployment,
+    count: int,
+    apply_all: Callable[[Transaction], None],
+    fallback: Callable[[], ImportResult],
+) -> ImportResult:
+    """Apply a whole request in one transaction when it fits (the common case: one Airbyte or Fivetran batch),
+    else fall back to ``fallback`` (pre-validation, then commit-and-continue).
+
+    Every failure inside the single transaction rolls it back, so a bad record anywhere writes nothing, as
+    the pre-validation pass guarantees on the fallback path, without validating and encoding every record
+    twice. A request that does not fit is detected by the engine's limit error; that transaction is rolled
+    back and the request is redone on the fallback path."""
+    if count == 0:
+        return ImportResult(0, 0)
+    if count <= dep.config.max_writes_per_transaction:
+        try:
+            with dep.transaction() as tx:
+                apply_all(tx)
+            return ImportResult(count, 1)
+        except TransactionLimitError:
+            pass  # rolled back: nothing of this request was written
+    return fallback()
+
+
+def _lookup_key(table: str, key: Sequence[Any]) -> tuple[str, bytes]:
+    """A primary-key lookup as a dict key: the engine's order-preserving index key (equality as the index
+    sees it, so ``-0.0`` and ``0.0`` differ as they do in the index)."""
+    return table, values.encode_index_key(list(key))
+
+
+def _prefetch(
+    tx: Transaction, index_name: str, keys: Sequence[tuple[str, tuple[Any, ...]]]
+) -> dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]]:
+    """The matches of every distinct key, read before this transaction writes anything, so that no lookup
+    has to flush buffered writes first (one flush per record otherwise)."""
+    distinct: dict[tuple[str, bytes], tuple[str, tuple[Any, ...]]] = {}
+    for table, key in keys:
+        distinct.setdefault(_lookup_key(table, key), (table, key))
+    by_table: dict[str, list[tuple[tuple[str, bytes], tuple[Any, ...]]]] = {}
+    for lookup, (table, key) in distinct.items():
+        by_table.setdefault(table, []).append((lookup, key))
+    found: dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]] = {}
+    for table, entries in by_table.items():
+        if tx.table(table) is None:
+            found.update((lookup, []) for lookup, _ in entries)
+            continue
+        results = tx.index_query_many(table, index_name, [key for _, key in entries], limit=2)
+        found.update((lookup, matches) for (lookup, _), matches in zip(entries, results, strict=True))
+    return found
+
+
+def _with_record(error: InvalidValueError, where: str) -> InvalidValueError:
+    return InvalidValueError(f"{where}: {error.message}")
+
+
 def _rust_debug_str(s: object) -> str:
     return json.dumps(s, ensure_ascii=False) if isinstance(s, str) else repr(s)
 
@@ -275,11 +331,15 @@ def import_airbyte_records(
     """``POST import_airbyte_records`` (§6): Append inserts every record; Dedup upserts/deletes by primary
     key through ``_by_airbyte_primary_key``."""
     # Step 2: convert every message (upstream converts messages before looking at the streams).
+    # The document checks (names, nesting, size) run when the engine writes each record; see
+    # _apply_in_one_transaction for why that still writes nothing when any record is bad.
     converted: list[tuple[str, dict[str, Any], bool]] = []
-    for i, message in enumerate(messages):
-        table = identifiers.valid_identifier_table(message.table_name)
+    table_names: dict[str, str] = {}
+    for message in messages:
+        table = table_names.get(message.table_name)
+        if table is None:
+            table = table_names[message.table_name] = identifiers.valid_identifier_table(message.table_name)
         doc, deleted = convert_airbyte_record(message.data)
-        _check_encodable(doc, f"Record {i} for table {table}")
         converted.append((table, doc, deleted))
 
     # Step 3: the streams.
@@ -338,7 +398,38 @@ def import_airbyte_records(
         # A deleted record with no match is a no-op: a deliberate deviation from upstream, which inserts it
         # (§13.3 recommends this).
 
-    return _apply_each(dep, writes, apply)
+    def apply_all(tx: Transaction) -> None:
+        matches = _prefetch(
+            tx, AIRBYTE_PRIMARY_KEY_INDEX, [(w.table, w.key) for w in writes if w.key is not None]
+        )
+        for i, w in enumerate(writes):
+            try:
+                if w.key is None:
+                    if tx.table(w.table) is None:
+                        tx.create_table(w.table)
+                    tx.insert(w.table, w.doc)
+                    continue
+                lookup = _lookup_key(w.table, w.key)
+                match = _one_match(matches[lookup])
+                # A write under a key leaves the record's document as that key's only match (or none).
+                if match is not None:
+                    if w.deleted:
+                        tx.delete(match[0])
+                        matches[lookup] = []
+                    else:
+                        tx.replace(match[0], w.doc)
+                        matches[lookup] = [(match[0], w.doc)]
+                elif not w.deleted:
+                    matches[lookup] = [(tx.insert(w.table, w.doc), w.doc)]
+            except InvalidValueError as e:
+                raise _with_record(e, f"Record {i} for table {w.table}") from None
+
+    def fallback() -> ImportResult:
+        for i, w in enumerate(writes):
+            _check_encodable(w.doc, f"Record {i} for table {w.table}")
+        return _apply_each(dep, writes, apply)
+
+    return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
 
 
 def _check_airbyte_index(idx: IndexInfo | None, table: str, pk: tuple[tuple[str, ...], ...]) -> None:
@@ -496,7 +587,6 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
                 raise InvalidValueError(
                     f"Operation {i}: rows cannot set the system field {system_field}", path=f".{system_field}"
                 )
-        _check_encodable(row, f"Operation {i}")
         idx = indexes.get(table)
         if idx is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
@@ -519,7 +609,53 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         elif match is not None:  # HardDelete; no match is a successful no-op
             tx.delete(match[0])
 
-    return _apply_each(dep, writes, apply)
+    def apply_all(tx: Transaction) -> None:
+        matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, [(w.table, w.key) for w in writes])
+        for i, w in enumerate(writes):
+            lookup = _lookup_key(w.table, w.key)
+            match = _one_match(matches[lookup])
+            written: tuple[str, dict[str, Any]] | None = None
+            try:
+                if w.operation == "Upsert":
+                    if match is None:
+                        written = (tx.insert(w.table, w.row), w.row)
+                    else:
+                        tx.replace(match[0], w.row)
+                        written = (match[0], w.row)
+                elif w.operation == "Update":
+                    if match is None:
+                        raise NotFoundError(
+                            "FivetranMissingUpdatedRow",
+                            "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
+                        )
+                    written = (match[0], tx.patch(match[0], _fivetran_patch(match[1], w.row)))
+                elif match is not None:
+                    tx.delete(match[0])
+            except InvalidValueError as e:
+                raise _with_record(e, f"Operation {i}") from None
+            # The written document matches its own key again unless it is now soft-deleted (§10.2); it
+            # cannot match any other key of the request, whose primary-key values differ.
+            still = (
+                written is not None
+                and _lookup_key(w.table, _index_values(indexes[w.table], written[1])) == lookup
+            )
+            matches[lookup] = [written] if still and written is not None else []
+
+    def fallback() -> ImportResult:
+        for i, w in enumerate(writes):
+            _check_encodable(w.row, f"Operation {i}")
+        return _apply_each(dep, writes, apply)
+
+    return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
+
+
+def _index_values(idx: IndexInfo, doc: dict[str, Any]) -> tuple[Any, ...]:
+    """The document's values on the index fields before ``_creationTime`` (missing ones as MISSING)."""
+    return tuple(
+        values.get_path(doc, path)
+        for field, path in zip(idx.fields, idx.paths, strict=True)
+        if field != CREATION_TIME
+    )
 
 
 def fivetran_create_table(dep: Deployment, table_definition: Any, *, wait_timeout_s: float = 600.0) -> None:
