@@ -44,7 +44,12 @@ def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
                 renamed = {}
             renamed[k] = new
     if renamed is None:  # common case: every key is already valid
-        return {k: _convert_value(v) for k, v in d.items()}
+        out: dict[str, Value] = {}
+        for k, v in d.items():
+            t = type(v)
+            # Strings, floats, booleans and null stay as they are; skip the call for them.
+            out[k] = v if t is str or t is float or t is bool or v is None else _convert_value(v)
+        return out
 
     # Collision rule. Upstream only checks renamed keys against the original keys; we also check them
     # against keys earlier renamed keys took (streaming-import.md §13.5), in sorted order of the original
