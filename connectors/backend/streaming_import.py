@@ -609,6 +609,8 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         elif match is not None:  # HardDelete; no match is a successful no-op
             tx.delete(match[0])
 
+    soft_deletes = {table: _DELETED_PATH in idx.paths for table, idx in indexes.items()}
+
     def apply_all(tx: Transaction) -> None:
         matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, [(w.table, w.key) for w in writes])
         for i, w in enumerate(writes):
@@ -633,13 +635,15 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
                     tx.delete(match[0])
             except InvalidValueError as e:
                 raise _with_record(e, f"Operation {i}") from None
-            # The written document matches its own key again unless it is now soft-deleted (§10.2); it
-            # cannot match any other key of the request, whose primary-key values differ.
-            still = (
-                written is not None
-                and _lookup_key(w.table, _index_values(indexes[w.table], written[1])) == lookup
-            )
-            matches[lookup] = [written] if still and written is not None else []
+            # The written document has the row's primary-key values, so it matches this key again unless
+            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
+            # match any other key of the request.
+            if written is not None and (
+                not soft_deletes[w.table] or values.get_path(written[1], _DELETED_PATH) is False
+            ):
+                matches[lookup] = [written]
+            else:
+                matches[lookup] = []
 
     def fallback() -> ImportResult:
         for i, w in enumerate(writes):
@@ -647,15 +651,6 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         return _apply_each(dep, writes, apply)
 
     return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
-
-
-def _index_values(idx: IndexInfo, doc: dict[str, Any]) -> tuple[Any, ...]:
-    """The document's values on the index fields before ``_creationTime`` (missing ones as MISSING)."""
-    return tuple(
-        values.get_path(doc, path)
-        for field, path in zip(idx.fields, idx.paths, strict=True)
-        if field != CREATION_TIME
-    )
 
 
 def fivetran_create_table(dep: Deployment, table_definition: Any, *, wait_timeout_s: float = 600.0) -> None:
