@@ -220,13 +220,16 @@ def _lookup_key(table: str, key: Sequence[Any]) -> tuple[str, bytes]:
 
 
 def _prefetch(
-    tx: Transaction, index_name: str, keys: Sequence[tuple[str, tuple[Any, ...]]]
+    tx: Transaction,
+    index_name: str,
+    keys: Sequence[tuple[str, tuple[Any, ...]]],
+    lookups: Sequence[tuple[str, bytes]],
 ) -> dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]]:
     """The matches of every distinct key, read before this transaction writes anything, so that no lookup
     has to flush buffered writes first (one flush per record otherwise)."""
     distinct: dict[tuple[str, bytes], tuple[str, tuple[Any, ...]]] = {}
-    for table, key in keys:
-        distinct.setdefault(_lookup_key(table, key), (table, key))
+    for lookup, (table, key) in zip(lookups, keys, strict=True):
+        distinct.setdefault(lookup, (table, key))
     by_table: dict[str, list[tuple[tuple[str, bytes], tuple[Any, ...]]]] = {}
     for lookup, (table, key) in distinct.items():
         by_table.setdefault(table, []).append((lookup, key))
@@ -399,9 +402,10 @@ def import_airbyte_records(
         # (§13.3 recommends this).
 
     def apply_all(tx: Transaction) -> None:
-        matches = _prefetch(
-            tx, AIRBYTE_PRIMARY_KEY_INDEX, [(w.table, w.key) for w in writes if w.key is not None]
-        )
+        keyed = [(w.table, w.key) for w in writes if w.key is not None]
+        lookups = [_lookup_key(table, key) for table, key in keyed]
+        matches = _prefetch(tx, AIRBYTE_PRIMARY_KEY_INDEX, keyed, lookups)
+        next_lookup = iter(lookups)
         for i, w in enumerate(writes):
             try:
                 if w.key is None:
@@ -409,7 +413,7 @@ def import_airbyte_records(
                         tx.create_table(w.table)
                     tx.insert(w.table, w.doc)
                     continue
-                lookup = _lookup_key(w.table, w.key)
+                lookup = next(next_lookup)
                 match = _one_match(matches[lookup])
                 # A write under a key leaves the record's document as that key's only match (or none).
                 if match is not None:
@@ -612,9 +616,10 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
     soft_deletes = {table: _DELETED_PATH in idx.paths for table, idx in indexes.items()}
 
     def apply_all(tx: Transaction) -> None:
-        matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, [(w.table, w.key) for w in writes])
-        for i, w in enumerate(writes):
-            lookup = _lookup_key(w.table, w.key)
+        keyed = [(w.table, w.key) for w in writes]
+        lookups = [_lookup_key(table, key) for table, key in keyed]
+        matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
+        for i, (w, lookup) in enumerate(zip(writes, lookups, strict=True)):
             match = _one_match(matches[lookup])
             written: tuple[str, dict[str, Any]] | None = None
             try:
