@@ -95,7 +95,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +105,7 @@ import orjson
 
 from connectors import identifiers, ids, values
 from connectors.backend.engine import CREATION_TIME, Deployment, TableInfo, Transaction
+from connectors.batching import Batcher, BatchLimits
 from connectors.errors import BadRequestError, ConvexError, InvalidValueError, TransactionLimitError
 
 __all__ = [
@@ -1323,38 +1324,45 @@ def _import_table(
             raise BackupImportError(e.message, entry=entry, line=lineno) from None
 
     done = 0
-    row = next_row()
-    if row is None and progress is not None:
-        progress(plan.label, 0)
-    while row is not None:
-        count = 0
-        size = 0
-        advance = False
-        with dep.transaction() as tx:
-            while True:
-                try:
-                    _insert(tx, plan, row.doc)
-                except TransactionLimitError as e:
-                    if count == 0:
+
+    def write(batch: Sequence[_Row]) -> None:
+        """One batch in as few transactions as the engine's limits allow (normally one)."""
+        nonlocal done
+        position = 0
+        while position < len(batch):
+            count = 0
+            with dep.transaction() as tx:
+                while position < len(batch):
+                    row = batch[position]
+                    try:
+                        _insert(tx, plan, row.doc)
+                    except TransactionLimitError as e:
+                        if count == 0:
+                            raise BackupImportError(e.message, entry=entry, line=row.lineno) from None
+                        break  # commit what fits; this row starts the next transaction
+                    except ConvexError as e:
                         raise BackupImportError(e.message, entry=entry, line=row.lineno) from None
-                    break  # commit what fits; this row starts the next transaction
-                except ConvexError as e:
-                    raise BackupImportError(e.message, entry=entry, line=row.lineno) from None
-                count += 1
-                size += row.size
-                if count >= max_docs or size >= max_bytes:
-                    # Read on only after committing, so that a bad next line does not undo a full batch.
-                    advance = True
-                    break
-                row = next_row()
-                if row is None:
-                    break
-        done += count
-        state.committed += count
-        if progress is not None:
-            progress(plan.label, done)
-        if advance:
-            row = next_row()
+                    count += 1
+                    position += 1
+            done += count
+            state.committed += count
+            if progress is not None:
+                progress(plan.label, done)
+
+    # Each transaction at most half the engine's limits, like Convex (the line's size stands for the
+    # document's; a line larger than that goes alone and the engine decides). A batch full by count is
+    # committed before the next line is read; one full by bytes when the next line does not fit.
+    limits = BatchLimits(max_rows=max_docs, max_bytes=max(2, max_bytes), separator_bytes=0)
+    with Batcher(limits, write) as batcher:
+        while (row := next_row()) is not None:
+            batcher.add(
+                row,
+                min(row.size, limits.max_record_bytes),
+                table=plan.label,
+                label=f"{entry} line {row.lineno}",
+            )
+    if done == 0 and progress is not None:
+        progress(plan.label, 0)
     return done
 
 
