@@ -6,9 +6,9 @@ were only buffered). The byte size is what the request will carry: a fixed per-r
 record, its encoded size and a separator. The caller measures records (``len(orjson.dumps(...))``), so the
 batcher is generic over the record type and knows nothing about HTTP or the engine.
 
-Used by the CLI imports (``connectors/table_import.py``, ``connectors/backup.py``) and meant for both destinations
-(Airbyte: ``import_airbyte_records`` under the 20 MiB body limit; Fivetran: ``apply_fivetran_operations``
-chunks).
+Used by the CLI imports (``connectors/table_import.py``, ``connectors/backup.py``) and meant for both
+destinations (Airbyte: ``import_airbyte_records`` under the 20 MiB body limit; Fivetran:
+``apply_fivetran_operations`` chunks).
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def _csv_field(text: str) -> values.Value:
 
 
 def _iter_csv(f: IO[bytes], name: str) -> Iterator[SourceRecord]:
-    text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")  # a leading BOM is not part of the header
     reader = csv.reader(text)
     try:
         header = next(reader, None)

@@ -151,3 +151,9 @@ def test_a_large_json_array_is_read_incrementally(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert seen == count
     assert peak < 2 * 1024 * 1024 < size, (peak, size)
+
+
+def test_a_csv_byte_order_mark_is_not_part_of_the_header(deployment: Deployment, tmp_path: Path) -> None:
+    csv_file = _write(tmp_path / "bom.csv", "\ufeffname,n\nAda,1\n")
+    import_table_file(deployment, "bom", csv_file)
+    assert _values(deployment, "bom", "name")[0]["name"] == "Ada"
