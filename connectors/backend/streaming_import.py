@@ -581,11 +581,15 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
 
     indexes: dict[str, IndexInfo] = {}
     writes: list[_FivetranWrite] = []
+    checked_tables: set[str] = set()  # a batch names the same table on every row: check it once
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
-        try:
-            table = identifiers.check_table_name(op.table)
-        except ConvexError as e:
-            raise PlainError(e.message) from None
+        table = op.table
+        if table not in checked_tables:
+            try:
+                identifiers.check_table_name(table)
+            except ConvexError as e:
+                raise PlainError(e.message) from None
+            checked_tables.add(table)
         for system_field in values.SYSTEM_FIELDS:
             if system_field in row:
                 raise InvalidValueError(
