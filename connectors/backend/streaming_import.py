@@ -277,6 +277,61 @@ def _check_index_paths(paths: Sequence[tuple[str, ...]]) -> None:
             )
 
 
+def _apply_in_one_transaction(
+    dep: Deployment,
+    count: int,
+    apply_all: Callable[[Transaction], None],
+    fallback: Callable[[], ImportResult],
+) -> ImportResult:
+    """Apply a whole request in one transaction when it fits (the common case: one Airbyte or Fivetran batch),
+    else fall back to ``fallback`` (pre-validation, then commit-and-continue).
+
+    Every failure inside the single transaction rolls it back, so a bad record anywhere writes nothing, as
+    the pre-validation pass guarantees on the fallback path, without validating and encoding every record
+    twice. A request that does not fit is detected by the engine's limit error; that transaction is rolled
+    back and the request is redone on the fallback path."""
+    if count == 0:
+        return ImportResult(0, 0)
+    if count <= dep.config.max_writes_per_transaction:
+        try:
+            with dep.transaction() as tx:
+                apply_all(tx)
+            return ImportResult(count, 1)
+        except TransactionLimitError:
+            pass  # rolled back: nothing of this request was written
+    return fallback()
+
+
+def _lookup_key(table: str, key: Sequence[Any]) -> tuple[str, bytes]:
+    """A primary-key lookup as a dict key: the engine's order-preserving index key (equality as the index
+    sees it, so ``-0.0`` and ``0.0`` differ as they do in the index)."""
+    return table, values.encode_index_key(list(key))
+
+
+def _prefetch(
+    tx: Transaction,
+    index_name: str,
+    keys: Sequence[tuple[str, tuple[Any, ...]]],
+    lookups: Sequence[tuple[str, bytes]],
+) -> dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]]:
+    """The matches of every distinct key, read before this transaction writes anything, so that no lookup
+    has to flush buffered writes first (one flush per record otherwise)."""
+    distinct: dict[tuple[str, bytes], tuple[str, tuple[Any, ...]]] = {}
+    for lookup, (table, key) in zip(lookups, keys, strict=True):
+        distinct.setdefault(lookup, (table, key))
+    by_table: dict[str, list[tuple[tuple[str, bytes], tuple[Any, ...]]]] = {}
+    for lookup, (table, key) in distinct.items():
+        by_table.setdefault(table, []).append((lookup, key))
+    found: dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]] = {}
+    for table, entries in by_table.items():
+        if tx.table(table) is None:
+            found.update((lookup, []) for lookup, _ in entries)
+            continue
+        results = tx.index_query_many(table, index_name, [key for _, key in entries], limit=2)
+        found.update((lookup, matches) for (lookup, _), matches in zip(entries, results, strict=True))
+    return found
+
+
 def _one_match(matches: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
     if len(matches) > 1:
         raise PlainError(_MORE_THAN_ONE)
@@ -331,16 +386,24 @@ def _with_where(error: ConvexError, where: str) -> ConvexError:
     return error
 
 
-def _check_encodable(doc: dict[str, Any], system_field_bytes: int, where: str) -> None:
-    """Run the engine's document checks (names, nesting, field count, size) now, counting the two system
-    fields the write will add, so they fail before any write (and name the item)."""
+_MAX_USER_FIELDS: Final = values.MAX_OBJECT_FIELDS - len(values.SYSTEM_FIELDS)
+
+
+def _check_field_count(doc: dict[str, Any], where: str) -> None:
+    """The engine counts ``_id`` and ``_creationTime`` against the field limit: so does this check."""
     fields = len(doc) + len(values.SYSTEM_FIELDS)
     if fields > values.MAX_OBJECT_FIELDS:
         raise InvalidValueError(
             f"{where}: the document has {fields} fields with _id and _creationTime; the limit is"
-            f" {values.MAX_OBJECT_FIELDS}. Send at most {values.MAX_OBJECT_FIELDS - len(values.SYSTEM_FIELDS)}"
+            f" {values.MAX_OBJECT_FIELDS}. Send at most {_MAX_USER_FIELDS}"
             " fields per record (for example nest some in an object)."
         )
+
+
+def _check_encodable(doc: dict[str, Any], system_field_bytes: int, where: str) -> None:
+    """Run the engine's document checks (names, nesting, field count, size) now, counting the two system
+    fields the write will add, so they fail before any write (and name the item)."""
+    _check_field_count(doc, where)
     try:
         size = values.encode_document(doc).size + system_field_bytes
     except InvalidValueError as e:
@@ -370,21 +433,27 @@ def import_airbyte_records(
     """``POST import_airbyte_records`` (§6): Append inserts every record; Dedup upserts/deletes by primary
     key through ``_by_airbyte_primary_key``."""
     # Step 2: convert every message (upstream converts messages before looking at the streams).
+    # The size and nesting checks run when the engine writes each record (see _apply_in_one_transaction for
+    # why that still writes nothing when any record is bad); the field count is checked here, counting the
+    # system fields the write adds.
     converted: list[tuple[int, str, dict[str, Any], bool]] = []
-    system_field_bytes = _SystemFieldBytes(dep)
+    table_names: dict[str, str] = {}
     for i, message in enumerate(messages):
-        table = identifiers.valid_identifier_table(message.table_name)
-        where = _where("Record", i, table)
+        table = table_names.get(message.table_name)
+        if table is None:
+            table = table_names[message.table_name] = identifiers.valid_identifier_table(message.table_name)
         try:
             doc, deleted = convert_airbyte_record(message.data)
         except InvalidValueError as e:
-            raise _with_where(e, where) from None
+            raise _with_where(e, _where("Record", i, table)) from None
         except PlainError as e:
             # Upstream's text comes first; the detail is what local callers and logs see.
+            where = _where("Record", i, table)
             e.detail = f"{e.detail} ({where[0].lower()}{where[1:]})"
             e.args = (e.detail,)
             raise
-        _check_encodable(doc, system_field_bytes.for_table(table), where)
+        if len(doc) > _MAX_USER_FIELDS:
+            _check_field_count(doc, _where("Record", i, table))
         converted.append((i, table, doc, deleted))
 
     # Step 3: the streams.
@@ -432,7 +501,41 @@ def import_airbyte_records(
         except (InvalidValueError, SchemaValidationError) as e:
             raise _with_where(e, _where("Record", w.index, w.table)) from None
 
-    return _apply_each(dep, writes, apply)
+    def apply_all(tx: Transaction) -> None:
+        keyed = [(w.table, w.key) for w in writes if w.key is not None]
+        lookups = [_lookup_key(table, key) for table, key in keyed]
+        matches = _prefetch(tx, AIRBYTE_PRIMARY_KEY_INDEX, keyed, lookups)
+        next_lookup = iter(lookups)
+        for w in writes:
+            try:
+                if w.key is None:
+                    # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+                    if tx.table(w.table) is None:
+                        tx.create_table(w.table)
+                    tx.insert(w.table, w.doc)
+                    continue
+                lookup = next(next_lookup)
+                match = _one_match(matches[lookup])
+                # A write under a key leaves the record's document as that key's only match (or none).
+                if match is not None:
+                    if w.deleted:
+                        tx.delete(match[0])
+                        matches[lookup] = []
+                    else:
+                        tx.replace(match[0], w.doc)
+                        matches[lookup] = [(match[0], w.doc)]
+                elif not w.deleted:
+                    matches[lookup] = [(tx.insert(w.table, w.doc), w.doc)]
+            except (InvalidValueError, SchemaValidationError) as e:
+                raise _with_where(e, _where("Record", w.index, w.table)) from None
+
+    def fallback() -> ImportResult:
+        system_field_bytes = _SystemFieldBytes(dep)
+        for w in writes:
+            _check_encodable(w.doc, system_field_bytes.for_table(w.table), _where("Record", w.index, w.table))
+        return _apply_each(dep, writes, apply)
+
+    return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
 
 
 def _apply_airbyte_write(tx: Transaction, w: _AirbyteWrite) -> None:
@@ -605,19 +708,23 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
 
     indexes: dict[str, IndexInfo] = {}
     writes: list[_FivetranWrite] = []
-    system_field_bytes = _SystemFieldBytes(dep)
+    checked_tables: set[str] = set()  # a batch names the same table on every row: check it once
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
-        try:
-            table = identifiers.check_table_name(op.table)
-        except ConvexError as e:
-            raise PlainError(e.message) from None
-        where = _where("Operation", i, table)
+        table = op.table
+        if table not in checked_tables:
+            try:
+                identifiers.check_table_name(table)
+            except ConvexError as e:
+                raise PlainError(e.message) from None
+            checked_tables.add(table)
         for system_field in values.SYSTEM_FIELDS:
             if system_field in row:
                 raise InvalidValueError(
-                    f"{where}: rows cannot set the system field {system_field}", path=f".{system_field}"
+                    f"{_where('Operation', i, table)}: rows cannot set the system field {system_field}",
+                    path=f".{system_field}",
                 )
-        _check_encodable(row, system_field_bytes.for_table(table), where)
+        if len(row) > _MAX_USER_FIELDS:
+            _check_field_count(row, _where("Operation", i, table))
         idx = indexes.get(table)
         if idx is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
@@ -629,7 +736,50 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         except (InvalidValueError, SchemaValidationError) as e:
             raise _with_where(e, _where("Operation", w.index, w.table)) from None
 
-    return _apply_each(dep, writes, apply)
+    soft_deletes = {table: _DELETED_PATH in idx.paths for table, idx in indexes.items()}
+
+    def apply_all(tx: Transaction) -> None:
+        keyed = [(w.table, w.key) for w in writes]
+        lookups = [_lookup_key(table, key) for table, key in keyed]
+        matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
+        for w, lookup in zip(writes, lookups, strict=True):
+            match = _one_match(matches[lookup])
+            written: tuple[str, dict[str, Any]] | None = None
+            try:
+                if w.operation == "Upsert":
+                    if match is None:
+                        written = (tx.insert(w.table, w.row), w.row)
+                    else:
+                        tx.replace(match[0], w.row)
+                        written = (match[0], w.row)
+                elif w.operation == "Update":
+                    if match is None:
+                        raise NotFoundError(
+                            "FivetranMissingUpdatedRow",
+                            "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
+                        )
+                    written = (match[0], tx.patch(match[0], _fivetran_patch(match[1], w.row)))
+                elif match is not None:
+                    tx.delete(match[0])
+            except (InvalidValueError, SchemaValidationError) as e:
+                raise _with_where(e, _where("Operation", w.index, w.table)) from None
+            # The written document has the row's primary-key values, so it matches this key again unless
+            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
+            # match any other key of the request.
+            if written is not None and (
+                not soft_deletes[w.table] or values.get_path(written[1], _DELETED_PATH) is False
+            ):
+                matches[lookup] = [written]
+            else:
+                matches[lookup] = []
+
+    def fallback() -> ImportResult:
+        system_field_bytes = _SystemFieldBytes(dep)
+        for w in writes:
+            _check_encodable(w.row, system_field_bytes.for_table(w.table), _where("Operation", w.index, w.table))
+        return _apply_each(dep, writes, apply)
+
+    return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
 
 
 def _apply_fivetran_write(tx: Transaction, w: _FivetranWrite) -> None:

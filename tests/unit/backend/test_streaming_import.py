@@ -490,11 +490,13 @@ def test_item_too_big_for_any_transaction(deployment_factory: DeploymentFactory)
 def test_read_limit_also_commits_and_continues(deployment_factory: DeploymentFactory) -> None:
     dep = deployment_factory.open(DeploymentConfig(background=False, max_read_rows_per_transaction=20))
     si.add_primary_key_indexes(dep, {"t": [["primary_key"]]})
+    # 25 existing keys: looking them all up reads more than 20 index entries.
+    si.import_airbyte_records(dep, {"t": PK}, [rec("t", primary_key=f"k{i}", v=i) for i in range(25)])
     result = si.import_airbyte_records(
-        dep, {"t": PK}, [rec("t", primary_key=f"k{i % 10}", v=i) for i in range(40)]
+        dep, {"t": PK}, [rec("t", primary_key=f"k{i % 25}", v=i) for i in range(40)]
     )
     assert result.records_committed == 40 and result.transactions > 1
-    assert sorted(d["v"] for d in docs(dep, "t")) == [float(i) for i in range(30, 40)]
+    assert sorted(d["v"] for d in docs(dep, "t")) == [float(i) for i in range(15, 40)]
 
     fivetran_table(dep, "f", ["id"])
     _synced_rows(dep, "f", [float(i) for i in range(30)])
