@@ -17,7 +17,15 @@ from typing import Any
 from connectors.sync import TableRef
 from connectors.typemap.airbyte import to_airbyte_value
 
-METADATA = ("_table", "_component", "_ts", "_deleted", "_ab_cdc_lsn", "_ab_cdc_updated_at", "_ab_cdc_deleted_at")
+METADATA = (
+    "_table",
+    "_component",
+    "_ts",
+    "_deleted",
+    "_ab_cdc_lsn",
+    "_ab_cdc_updated_at",
+    "_ab_cdc_deleted_at",
+)
 OUR_SCRIPT = Path(sys.executable).parent / "source-convex"
 
 
@@ -140,3 +148,41 @@ def airbyte_truth(dep: Any) -> dict[TableRef, dict[str, dict[str, Any]]]:
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+# --- the published connector (airbyte.md §5.4), in its own virtual environment ----------------------------
+
+PUBLISHED_PACKAGE = "airbyte-source-convex==0.4.51"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def published_venv() -> Path:
+    """The virtual environment holding ``airbyte-source-convex`` 0.4.51 (it pins airbyte-cdk 0.80 and
+    pydantic 1, so never the project's environment), created on first use and then reused: under
+    ``$CONVEX_AIRBYTE_PUBLISHED_VENV``, else ``.venv-airbyte-published/`` in the checkout."""
+    import os
+
+    root = Path(os.environ.get("CONVEX_AIRBYTE_PUBLISHED_VENV", REPO / ".venv-airbyte-published"))
+    script = root / "bin" / "source-convex"
+    marker = root / ".installed"
+    if script.exists() and marker.exists() and marker.read_text() == PUBLISHED_PACKAGE:
+        return script
+    if sys.version_info >= (3, 12):
+        raise RuntimeError(f"{PUBLISHED_PACKAGE} needs Python < 3.12 (it pins airbyte-cdk 0.80)")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True, timeout=300)
+    subprocess.run(
+        [
+            str(root / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            PUBLISHED_PACKAGE,
+        ],
+        check=True,
+        timeout=900,
+        capture_output=True,
+    )
+    marker.write_text(PUBLISHED_PACKAGE)
+    return script

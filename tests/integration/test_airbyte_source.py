@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from source_convex import SourceConvex
 
 from connectors.backend.engine import DeploymentConfig
 from connectors.sync import TableRef
-from source_convex import SourceConvex
 from tests.airbyte_source_helpers import (
     OUR_SCRIPT,
     Files,
@@ -170,7 +170,10 @@ def test_full_refresh_resumes_and_restarts(server_factory: ServerFactory, tmp_pa
     cut = next(i for i, m in enumerate(full) if m["type"] == "STATE")
     resumed = _read(files, catalog, [{"type": "STREAM", "stream": full[cut]["state"]["stream"]}])
     assert len(of_type(resumed, "RECORD")) == 24 - PAGE
-    assert Replica().apply(full[: cut + 1]).apply(resumed).contents()[USERS] == airbyte_truth(live.deployment)[USERS]
+    assert (
+        Replica().apply(full[: cut + 1]).apply(resumed).contents()[USERS]
+        == airbyte_truth(live.deployment)[USERS]
+    )
 
     # A finished full refresh's state starts a new snapshot next time (every document again).
     again = _read(files, catalog, latest_states(full))
@@ -182,24 +185,50 @@ def test_starting_states_empty_and_published_shapes(server_factory: ServerFactor
     files = _files(tmp_path, live)
     streams = [s for s in _discover(files) if s["name"] == "users"]
     catalog = files.catalog(streams)
-    empty = _read(files, catalog, [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {}}}])
+    empty = _read(
+        files,
+        catalog,
+        [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {}}}],
+    )
     assert len(of_type(empty, "RECORD")) == 24
     # The published connector's initial shape, and its legacy whole-object state.
     published = {"snapshot_cursor": None, "snapshot_has_more": True, "delta_cursor": None}
-    shaped = _read(files, catalog, [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": published}}])
+    shaped = _read(
+        files,
+        catalog,
+        [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": published}}],
+    )
     assert len(of_type(shaped, "RECORD")) == 24
-    legacy = _read(files, catalog, [{"type": "LEGACY", "data": {"users": latest_states(shaped)[0]["stream"]["stream_state"]}}])
+    legacy = _read(
+        files,
+        catalog,
+        [{"type": "LEGACY", "data": {"users": latest_states(shaped)[0]["stream"]["stream_state"]}}],
+    )
     assert of_type(legacy, "RECORD") == []
     # A state of another shape is refused with what to do.
     with pytest.raises(Exception, match="Reset the stream's state"):
-        _read(files, catalog, [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users"}, "stream_state": {"snapshot_has_more": "yes"}}}])
+        _read(
+            files,
+            catalog,
+            [
+                {
+                    "type": "STREAM",
+                    "stream": {
+                        "stream_descriptor": {"name": "users"},
+                        "stream_state": {"snapshot_has_more": "yes"},
+                    },
+                }
+            ],
+        )
 
 
 def test_expired_change_cursor_restarts_from_a_snapshot(
     server_factory: ServerFactory, tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     retention = 3600 * SECOND
-    live, ids = _seeded(server_factory, retention_ns=retention, snapshot_max_age_ns=600 * SECOND, clock_ns=fake_clock)
+    live, ids = _seeded(
+        server_factory, retention_ns=retention, snapshot_max_age_ns=600 * SECOND, clock_ns=fake_clock
+    )
     files = _files(tmp_path, live)
     catalog = files.catalog(_discover(files))
     first = _read(files, catalog)
@@ -244,7 +273,9 @@ def test_console_script_end_to_end_and_clear_failures(server_factory: ServerFact
     assert first.returncode == 0, first.stderr
     mutate(live.deployment, ids, random.Random(11))
     state = files.state(latest_states(first.messages))
-    second = run_script(OUR_SCRIPT, "read", "--config", str(config), "--catalog", str(catalog), "--state", str(state))
+    second = run_script(
+        OUR_SCRIPT, "read", "--config", str(config), "--catalog", str(catalog), "--state", str(state)
+    )
     assert second.returncode == 0, second.stderr
     assert Replica().apply(first.messages).apply(second.messages).contents() == airbyte_truth(live.deployment)
 
@@ -268,6 +299,10 @@ def test_console_script_end_to_end_and_clear_failures(server_factory: ServerFact
     # A read with a bad key fails with a TRACE error that says what to fix, and a non-zero exit code.
     broken = run_script(OUR_SCRIPT, "read", "--config", str(bad_key.config()), "--catalog", str(catalog))
     assert broken.returncode != 0
-    traces = [m["trace"]["error"]["message"] for m in of_type(broken.messages, "TRACE") if m["trace"]["type"] == "ERROR"]
+    traces = [
+        m["trace"]["error"]["message"]
+        for m in of_type(broken.messages, "TRACE")
+        if m["trace"]["type"] == "ERROR"
+    ]
     assert traces and "Check `access_key`" in traces[0]
     assert "x" * 40 not in str(broken.messages) + broken.stderr

@@ -159,7 +159,9 @@ class SourceConvex(Source):
         try:
             tables = table_types_from_json_schemas(schemas, by_component=True)
         except TypeMapError as exc:
-            raise _traced(f"The deployment's table schemas (json_schemas) cannot be read: {exc}", exc) from None
+            raise _traced(
+                f"The deployment's table schemas (json_schemas) cannot be read: {exc}", exc
+            ) from None
         streams = []
         for (component, table), shape in sorted(tables.items()):
             if not cfg.includes_component(component):
@@ -303,7 +305,9 @@ def _traced(message: str, exc: Exception) -> AirbyteTracedException:
     return AirbyteTracedException(message=message, internal_message=message, failure_type=failure)
 
 
-def _stream_reads(catalog: ConfiguredAirbyteCatalog, states: Iterable[AirbyteStateMessage]) -> list[StreamRead]:
+def _stream_reads(
+    catalog: ConfiguredAirbyteCatalog, states: Iterable[AirbyteStateMessage]
+) -> list[StreamRead]:
     by_stream: dict[tuple[str, str | None], object] = {}
     for message in states:
         if message.stream is not None and message.stream.stream_descriptor is not None:
@@ -319,7 +323,9 @@ def _stream_reads(catalog: ConfiguredAirbyteCatalog, states: Iterable[AirbyteSta
     return reads
 
 
-def _stream_read(configured: ConfiguredAirbyteStream, states: Mapping[tuple[str, str | None], object]) -> StreamRead:
+def _stream_read(
+    configured: ConfiguredAirbyteStream, states: Mapping[tuple[str, str | None], object]
+) -> StreamRead:
     name = configured.stream.name
     namespace = configured.stream.namespace or None
     return StreamRead(
@@ -329,4 +335,3 @@ def _stream_read(configured: ConfiguredAirbyteStream, states: Mapping[tuple[str,
         incremental=configured.sync_mode == SyncMode.incremental,
         state=states.get((name, namespace)),
     )
-
