@@ -24,6 +24,7 @@ TS: Final = "_ts"
 DELETED: Final = "_deleted"
 TABLE: Final = "_table"
 COMPONENT: Final = "_component"
+_STAMP_CACHE: Final = 4096
 
 
 def cdc_timestamp(ts: int) -> str:
@@ -32,12 +33,41 @@ def cdc_timestamp(ts: int) -> str:
     return datetime.fromtimestamp(ts / 1e9, UTC).replace(tzinfo=None).isoformat()
 
 
+def _plain(value: Any) -> bool:
+    """Whether orjson writes ``value`` exactly as Airbyte JSON as it is: no Bytes and no NaN/±inf at any
+    depth (orjson would refuse the one and write the other as null). A loop without calls for the common
+    leaves, since this runs for every array and object of every record."""
+    t = type(value)
+    if t is list:
+        for x in value:
+            tx = type(x)
+            if tx is str or tx is int or tx is bool or x is None or (tx is float and x - x == 0.0):
+                continue
+            if not _plain(x):
+                return False
+        return True
+    if t is dict:
+        for x in value.values():
+            tx = type(x)
+            if tx is str or tx is int or tx is bool or x is None or (tx is float and x - x == 0.0):
+                continue
+            if not _plain(x):
+                return False
+        return True
+    if t is str or t is int or t is bool or value is None:
+        return True
+    return t is float and value - value == 0.0
+
+
 def _convert_in_place(doc: dict[str, Any]) -> None:
     for key, value in doc.items():
         t = type(value)
         if t is str or t is int or t is bool or value is None:
             continue
-        if t is float and value - value == 0.0:
+        if t is float:
+            if value - value == 0.0:
+                continue
+        elif (t is list or t is dict) and _plain(value):
             continue
         doc[key] = to_airbyte_value(value)
 
@@ -56,15 +86,19 @@ class StreamRenderer:
         self._head = head + b',"data":'
         self._descriptor = descriptor
         self._component = namespace or ""
-        self._last_ts = -1
-        self._last_iso = ""
+        self._stamps: dict[int, str] = {}
 
     def _iso(self, ts: int) -> str:
-        # Documents written in one transaction share their timestamp: one conversion per run of them.
-        if ts != self._last_ts:
-            self._last_ts = ts
-            self._last_iso = cdc_timestamp(ts)
-        return self._last_iso
+        # Documents written in one transaction share their timestamp, and a page holds few transactions:
+        # one conversion per timestamp (the cache is bounded).
+        stamps = self._stamps
+        try:
+            return stamps[ts]
+        except KeyError:
+            if len(stamps) >= _STAMP_CACHE:
+                stamps.clear()
+            stamp = stamps[ts] = cdc_timestamp(ts)
+            return stamp
 
     def records(self, values: list[ExportedValue], *, deleted: bool, out: bytearray) -> None:
         """Append one RECORD line per value to ``out``. The documents are converted in place (the sync
