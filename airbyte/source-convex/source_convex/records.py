@@ -86,44 +86,48 @@ class StreamRenderer:
         self._head = head + b',"data":'
         self._descriptor = descriptor
         self._component = namespace or ""
-        self._stamps: dict[int, str] = {}
+        self._tails: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
 
-    def _iso(self, ts: int) -> str:
-        # Documents written in one transaction share their timestamp, and a page holds few transactions:
-        # one conversion per timestamp (the cache is bounded).
-        stamps = self._stamps
+    def _tail(self, ts: int, deleted: bool) -> bytes:
+        """The record's metadata columns as the end of its ``data`` object: ``,"_table":…,"_ab_cdc_deleted_at":…}``.
+        Documents written in one transaction share their timestamp and a page holds few transactions, so
+        this is rendered once per timestamp (the cache is bounded)."""
+        tails = self._tails[deleted]
         try:
-            return stamps[ts]
+            return tails[ts]
         except KeyError:
-            if len(stamps) >= _STAMP_CACHE:
-                stamps.clear()
-            stamp = stamps[ts] = cdc_timestamp(ts)
-            return stamp
+            if len(tails) >= _STAMP_CACHE:
+                tails.clear()
+            stamp = cdc_timestamp(ts)
+            meta = {
+                TABLE: self.name,
+                COMPONENT: self._component,
+                TS: ts,
+                DELETED: deleted,
+                AB_CDC_LSN: ts,
+                AB_CDC_UPDATED_AT: stamp,
+                AB_CDC_DELETED_AT: stamp if deleted else None,
+            }
+            tail = tails[ts] = b"," + orjson.dumps(meta)[1:]
+            return tail
 
     def records(self, values: list[ExportedValue], *, deleted: bool, out: bytearray) -> None:
-        """Append one RECORD line per value to ``out``. The documents are converted in place (the sync
-        engine hands each page on once, and copying every document would double the hot path's work)."""
+        """Append one RECORD line per value to ``out``: the document (values converted in place: the sync
+        engine hands each page on once, and copying every document would double the hot path's work) with
+        the metadata columns spliced in before its closing brace. A document always has ``_id``, so its
+        JSON is never the empty object."""
         if not values:
             return
         suffix = b',"emitted_at":%d}}\n' % int(datetime.now(UTC).timestamp() * 1000)
         head = self._head
         dumps = orjson.dumps
-        component = self._component
-        iso = self._iso
+        tail = self._tail
         for v in values:
             doc = v.document
             _convert_in_place(doc)
-            ts = v.ts
-            doc[TABLE] = v.table
-            doc[COMPONENT] = component
-            doc[TS] = ts
-            doc[DELETED] = deleted
-            doc[AB_CDC_LSN] = ts
-            stamp = iso(ts)
-            doc[AB_CDC_UPDATED_AT] = stamp
-            doc[AB_CDC_DELETED_AT] = stamp if deleted else None
             out += head
             out += dumps(doc)
+            out[-1:] = tail(v.ts, deleted)
             out += suffix
 
     def state(self, stream_state: Mapping[str, Any], record_count: int, out: bytearray) -> None:
