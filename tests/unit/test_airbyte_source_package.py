@@ -117,3 +117,27 @@ def test_renderer_writes_type_map_values_and_keeps_nulls() -> None:
     assert gone["_deleted"] is True and gone["_ab_cdc_deleted_at"] == cdc_timestamp(ts + 1)
     assert state["state"]["stream"]["stream_descriptor"] == {"name": "users", "namespace": "waitlist"}
     assert state["state"]["sourceStats"] == {"recordCount": 2.0}
+
+
+def test_config_errors_name_the_key_and_never_the_secret() -> None:
+    import pytest
+    from source_convex.config import SourceConfig, SourceConfigError
+
+    ok = SourceConfig.from_mapping(
+        {"deployment_url": " https://a.convex.cloud/ ", "access_key": "k", "components": ["", "/auth/"]}
+    )
+    assert ok.components == ("", "auth") and ok.includes_component("auth") and not ok.includes_component("x")
+    assert SourceConfig.from_mapping({"deployment_url": "http://h", "access_key": "k"}).includes_component(
+        "any"
+    )
+    cases = [
+        ({"access_key": "k"}, "`deployment_url` is missing"),
+        ({"deployment_url": "http://h"}, "`access_key` is missing"),
+        ({"deployment_url": "ftp://h", "access_key": "secret-value"}, "`deployment_url`"),
+        ({"deployment_url": "http://h", "access_key": "bad\nsecret-value"}, "`access_key`"),
+        ({"deployment_url": "http://h", "access_key": "k", "components": "auth"}, "`components`"),
+    ]
+    for raw, expected in cases:
+        with pytest.raises(SourceConfigError, match=expected) as info:
+            SourceConfig.from_mapping(raw)
+        assert "secret-value" not in str(info.value)

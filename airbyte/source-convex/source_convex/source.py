@@ -275,7 +275,6 @@ class SourceConvex(Source):
             )
             restarted = True
             sync_state = SyncState.fresh(track_tables=False)
-            mode = EngineMode.INCREMENTAL if stream.incremental else EngineMode.SNAPSHOT_ONLY
 
 
 @dataclass(frozen=True)
