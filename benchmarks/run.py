@@ -44,6 +44,12 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
+    # Airbyte source: ours against the published connector on the same server (and the client alone).
+    ("airbyte", "airbyte_source_client", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_published_full_refresh", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_published_incremental", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_source_full_refresh", "benchmarks.bench_airbyte_source", "airbyte_published_full_refresh"),
+    ("airbyte", "airbyte_source_incremental", "benchmarks.bench_airbyte_source", "airbyte_published_incremental"),
 ]
 
 
@@ -74,7 +80,7 @@ def table(results: list[tuple[dict, float | None]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--suite", choices=["all", "engine", "http", "sync"], default="all")
+    ap.add_argument("--suite", choices=["all", "engine", "http", "sync", "airbyte"], default="all")
     ap.add_argument("--write-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
