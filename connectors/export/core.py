@@ -128,6 +128,7 @@ class TableResult:
     files: tuple[str, ...]
     columns: tuple[dict[str, Any], ...]
     widened: bool = False
+    tree: ObjectType | None = None  # the type the rows were written with (readers map values back with it)
 
 
 @dataclass(frozen=True)
@@ -431,7 +432,7 @@ class _Exporter:
                     else 0
                 )
                 results.append(
-                    TableResult(ref, "", count, 0, (), tuple(column_types(table.tree)), table.widened)
+                    TableResult(ref, "", count, 0, (), tuple(column_types(table.tree)), table.widened, table.tree)
                 )
             return self._result(snapshot_ts, cursor, started, results)
         renames: list[tuple[str, str]] = []
@@ -443,7 +444,7 @@ class _Exporter:
             files = tuple(final.rsplit("/", 1)[1] for _tmp, final in parts)
             columns = tuple(table.writer.columns())
             results.append(
-                TableResult(ref, directory, table.rows, table.deletes, files, columns, table.widened)
+                TableResult(ref, directory, table.rows, table.deletes, files, columns, table.widened, table.tree)
             )
             if table.widened:
                 self.notes.append(
