@@ -155,10 +155,12 @@ def test_a_field_changing_type_between_shape_and_snapshot_widens_and_rewrites(
                 tx.insert(name, {"x": i, "o": {"k": i}})
 
         class WriterBetween(LocalReader):
+            table = name
+
             def json_schemas(self, *, delta_schema: bool) -> dict[str, dict[str, Any]]:
                 schemas = super().json_schemas(delta_schema=delta_schema)
                 with self.deployment.transaction() as tx:  # after the shape, before the snapshot
-                    tx.insert(name, {"x": "now a string", "o": {"k": 1.5, "new": b"\x01"}, "extra": True})
+                    tx.insert(self.table, {"x": "now a string", "o": {"k": 1.5, "new": b"\x01"}, "extra": True})
                 return schemas
 
         out = tmp_path / fmt
@@ -214,7 +216,7 @@ def test_export_with_writers_active_matches_the_manifest_timestamp(
         writer.join()
     assert not errors
     _check_against(dep, result, out, "parquet")
-    assert 0 < result.rows
+    assert result.rows > 0
 
 
 def test_since_applied_to_the_full_export_reproduces_the_later_state(
