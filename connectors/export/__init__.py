@@ -6,18 +6,7 @@ full snapshot or the changes after a cursor, from a deployment over HTTP or a lo
 :mod:`.output` the pyarrow filesystem and temporary names, :mod:`.cli` the command.
 """
 
-from connectors.export.core import (
-    MANIFEST_NAME,
-    ExportError,
-    ExportFormat,
-    ExportOptions,
-    ExportResult,
-    TableResult,
-    build_selection,
-    read_manifest_cursor,
-    run_export,
-    table_directory,
-)
+from typing import Any
 
 __all__ = [
     "MANIFEST_NAME",
@@ -31,3 +20,12 @@ __all__ = [
     "run_export",
     "table_directory",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`.core`, imported on first use (so the CLI starts without pyarrow and fastavro)."""
+    if name in __all__:
+        from connectors.export import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

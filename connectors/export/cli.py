@@ -11,21 +11,18 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from connectors.export.core import (
-    ExportError,
-    ExportFormat,
-    ExportOptions,
-    ExportResult,
-    read_manifest_cursor,
-    run_export,
-)
-from connectors.export.output import OutputError
-from connectors.export.writers import COMPRESSIONS
-from connectors.sync import TableRef
+from connectors.sync.state import TableRef
+
+if TYPE_CHECKING:
+    from connectors.export.core import ExportOptions, ExportResult
+
+# The command imports pyarrow and fastavro only when it runs (every other command starts without them).
+_FORMATS: Final = ("parquet", "avro", "jsonl", "zip")
+_COMPRESSIONS: Final = ("zstd", "snappy", "gzip", "none")
 
 __all__ = ["export_command"]
 
@@ -94,6 +91,8 @@ def _excluded(values: tuple[str, ...]) -> dict[TableRef, tuple[str, ...]]:
 
 
 def _print_result(result: ExportResult) -> None:
+    from connectors.export.core import ExportFormat
+
     for t in result.tables:
         label = t.table.table if not t.table.component else f"{t.table.component}:{t.table.table}"
         changes = f", {t.deletes:,} deletes" if result.since is not None else ""
@@ -135,7 +134,7 @@ def _print_result(result: ExportResult) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice([f.value for f in ExportFormat]),
+    type=click.Choice(_FORMATS),
     default=None,
     help="Output format (default parquet; zip = Convex backup for `import`/`npx convex import`).",
 )
@@ -165,7 +164,7 @@ def _print_result(result: ExportResult) -> None:
 )
 @click.option(
     "--compression",
-    type=click.Choice(COMPRESSIONS),
+    type=click.Choice(_COMPRESSIONS),
     default=None,
     help="Default: zstd (parquet, avro), none (jsonl).",
 )
@@ -214,6 +213,8 @@ def export_command(
 
     Output: OUT/<component or _root>/<table>/part-00000.<ext> and OUT/_manifest.json (written last)."""
     from connectors.cli import StoreLocation
+    from connectors.export.core import ExportError, ExportFormat, ExportOptions, read_manifest_cursor
+    from connectors.export.output import OutputError
 
     if path is not None:
         if out is not None or (fmt not in (None, "zip")) or url is not None:
@@ -261,7 +262,8 @@ def _convex_error(exc: Exception, where: str) -> click.ClickException:
 
 def _export_http(url: str, key: str | None, options: ExportOptions) -> ExportResult:
     from connectors.client import ClientConfig, ConvexClient
-    from connectors.errors import ConvexError
+    from connectors.errors import ConvexError, TransientError
+    from connectors.export.core import run_export
     from connectors.sync import HttpReader
 
     if not key:
@@ -271,6 +273,10 @@ def _export_http(url: str, key: str | None, options: ExportOptions) -> ExportRes
         # Fail fast on a wrong URL or key (the export itself retries transient failures).
         with ConvexClient(replace(config, max_retries=1, backoff_max_s=1.0)) as probe:
             probe.test_streaming_export_connection()
+    except TransientError as exc:
+        raise click.ClickException(
+            f"Cannot reach {url}: {exc.message} Check the URL and that the deployment is running."
+        ) from None
     except (ConvexError, ValueError) as exc:
         raise _convex_error(exc, f"Cannot export from {url}") from None
     with ConvexClient(config) as client:
@@ -283,16 +289,14 @@ def _export_http(url: str, key: str | None, options: ExportOptions) -> ExportRes
 def _export_local(store: Any, options: ExportOptions) -> ExportResult:
     from connectors.cli import open_deployment
     from connectors.errors import ConvexError
-    from connectors.sync import LocalReader
+    from connectors.export.core import ReadOnlyLocalReader, build_selection, run_export
 
     with open_deployment(store, read_only=True) as deployment:
-        reader = LocalReader(deployment)
+        reader = ReadOnlyLocalReader(deployment)
         infos = [t for t in deployment.tables() if t.state != "hidden"]
         numbers = {TableRef(t.component, t.name): t.table_number for t in infos}
         expected: int | None = None
         if options.since is None:
-            from connectors.export.core import build_selection
-
             selection = build_selection(options.tables, options.components, options.excluded_columns)
             expected = sum(
                 deployment.shape_of(t).document_count

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from connectors.backup import BackupTableSpec, BackupZipWriter
+from connectors.client import DeltaPage
 from connectors.constants import ID_FIELD
 from connectors.export.fit import table_check
 from connectors.export.output import Output, OutputError, temp_path
@@ -38,6 +39,7 @@ from connectors.sync import (
     CursorExpired,
     Deletes,
     ExportReader,
+    LocalReader,
     Rows,
     SnapshotComplete,
     SyncMode,
@@ -52,6 +54,7 @@ from connectors.typemap.tree import BOOLEAN_T, INT64_T, FieldType, ObjectType, t
 __all__ = [
     "MANIFEST_NAME",
     "ExportError",
+    "ReadOnlyLocalReader",
     "ExportFormat",
     "ExportOptions",
     "ExportProgress",
@@ -432,7 +435,9 @@ class _Exporter:
                     else 0
                 )
                 results.append(
-                    TableResult(ref, "", count, 0, (), tuple(column_types(table.tree)), table.widened, table.tree)
+                    TableResult(
+                        ref, "", count, 0, (), tuple(column_types(table.tree)), table.widened, table.tree
+                    )
                 )
             return self._result(snapshot_ts, cursor, started, results)
         renames: list[tuple[str, str]] = []
@@ -444,7 +449,9 @@ class _Exporter:
             files = tuple(final.rsplit("/", 1)[1] for _tmp, final in parts)
             columns = tuple(table.writer.columns())
             results.append(
-                TableResult(ref, directory, table.rows, table.deletes, files, columns, table.widened, table.tree)
+                TableResult(
+                    ref, directory, table.rows, table.deletes, files, columns, table.widened, table.tree
+                )
             )
             if table.widened:
                 self.notes.append(
@@ -510,6 +517,17 @@ def _manifest(result: ExportResult, options: ExportOptions) -> dict[str, Any]:
             for t in result.tables
         ],
     }
+
+
+class ReadOnlyLocalReader(LocalReader):
+    """``LocalReader`` over a read-only open, which sees the commits up to its last one. A cursor handed out
+    by a server (its clock runs ahead of its last commit) may be later than that: no change after it is
+    visible then, and the change feed is empty instead of "in the future"."""
+
+    def delta_pages(self, selection: Selection, cursor: int) -> Iterator[DeltaPage]:
+        if cursor > self.deployment.read_timestamp():
+            return iter([DeltaPage([], cursor, False)])
+        return super().delta_pages(selection, cursor)
 
 
 def run_export(
