@@ -28,7 +28,7 @@ import orjson
 from connectors.backup import BackupTableSpec, BackupZipWriter
 from connectors.client import DeltaPage
 from connectors.constants import ID_FIELD
-from connectors.export.fit import table_check
+from connectors.export.fit import PageColumns, page_columns, table_check
 from connectors.export.output import Output, OutputError, temp_path
 from connectors.export.writers import PartSettings, TableWriter, column_types, writer_class
 from connectors.identifiers import is_system_name
@@ -262,14 +262,17 @@ class _Table:
         self.deletes = 0
         self.widened = False
 
-    def fit(self, docs: list[dict[str, Any]]) -> None:
-        if self.check(docs):
-            return
+    def fit(self, docs: list[dict[str, Any]]) -> PageColumns:
+        """Check the page against the table's type (widening it when it does not fit); return its columns."""
+        columns = page_columns(self.tree, docs)
+        if self.check(docs, columns):
+            return columns
         self.tree = widen_object(self.tree, _batch_tree(self.ref, docs))
         self.check = table_check(self.tree)
         self.widened = True
         if self.writer is not None:
             self.writer.retype(self.tree)
+        return page_columns(self.tree, docs)
 
 
 class _Exporter:
@@ -335,12 +338,12 @@ class _Exporter:
     # --- events --------------------------------------------------------------------------------------------
 
     def _write(self, table: _Table, docs: list[dict[str, Any]]) -> None:
-        table.fit(docs)
+        columns = table.fit(docs)
         if self.zip is not None:
             self.zip.write(table.ref.component, table.ref.table, docs)
         else:
             assert table.writer is not None
-            table.writer.write(docs)
+            table.writer.write(docs, columns)
         if self.progress is not None:
             self.progress.advanced(table_label(table.ref), len(docs))
 

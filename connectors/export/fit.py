@@ -127,6 +127,69 @@ def object_check(fields: tuple[FieldType, ...]) -> Callable[[list[dict[str, Any]
     return check
 
 
-def table_check(table: ObjectType) -> Callable[[list[dict[str, Any]]], bool]:
-    """The check of a page of documents of a table tree."""
-    return object_check(table.fields)
+PageColumns = dict[str, list[Any]]
+"""A page cut into columns: field name -> the field's value in each document (``None`` when missing)."""
+
+
+def page_columns(table: ObjectType, docs: list[dict[str, Any]]) -> PageColumns:
+    """Cut a page into the columns of ``table`` (each list is read once and shared by check and writer)."""
+    return {f.name: [d.get(f.name) for d in docs] for f in table.fields}
+
+
+def table_check(table: ObjectType) -> Callable[[list[dict[str, Any]], PageColumns], bool]:
+    """The check of a page of documents of a table tree, given its :func:`page_columns`.
+
+    Top-level columns hold ``None`` for a missing field as well as for null; where the two differ (a field
+    optional but not nullable, or nullable but not optional) the documents themselves decide."""
+    names = frozenset(f.name for f in table.fields)
+    checks = []
+    for f in table.fields:
+        nullable = split_nullable(f.type)[1]
+        scalar = _top_level_types(f.type)
+        nested = None if scalar is not None else column_check(f.type, True)
+        checks.append((f.name, scalar, nested, f.optional, nullable))
+
+    def check(docs: list[dict[str, Any]], columns: PageColumns) -> bool:
+        if not docs:
+            return True
+        if not set().union(*docs) <= names:
+            return False
+        for name, scalar, nested, optional, nullable in checks:
+            col = columns[name]
+            if scalar is not None:
+                types = set(map(type, col))
+                if not types <= scalar:
+                    return False
+                has_none = _NONE_T in types
+            else:
+                has_none = None in col
+                if not nested([v for v in col if v is not None]):  # type: ignore[misc]
+                    return False
+            if not has_none or (optional and nullable):
+                continue
+            if not optional and not nullable:
+                return False
+            if optional:  # not nullable: every None must be a missing field
+                if any(name in d for d, v in zip(docs, col, strict=True) if v is None):
+                    return False
+            elif any(name not in d for d, v in zip(docs, col, strict=True) if v is None):
+                return False  # nullable, not optional: every None must be a null
+        return True
+
+    return check
+
+
+def _top_level_types(t: ConvexType) -> frozenset[type] | None:
+    """The Python types of a column whose values are scalars (``NoneType`` included), None when nested."""
+    inner, _nullable = split_nullable(t)
+    out: set[type] = {_NONE_T}
+    if inner is None:
+        return frozenset(out)
+    if needs_json_text(t) and not isinstance(inner, UnionType):
+        return None  # any value at all: the nested check (which accepts everything) decides
+    members = inner.members if isinstance(inner, UnionType) else (inner,)
+    for m in members:
+        if isinstance(m, ArrayType | ObjectType):
+            return None
+        out.add(_py_types(m))
+    return frozenset(out)

@@ -20,9 +20,11 @@ from typing import Any, Final
 import fastavro
 import fastavro.write
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors import values
+from connectors.export.fit import PageColumns, page_columns
 from connectors.export.output import Output, temp_path
 from connectors.typemap import arrow as arrow_map
 from connectors.typemap import avro as avro_map
@@ -35,6 +37,7 @@ __all__ = ["COMPRESSIONS", "PartSettings", "TableWriter", "column_types", "write
 COMPRESSIONS: Final = ("zstd", "snappy", "gzip", "none")
 _READ_BACK_ROWS: Final = 8192
 _EXPORT: Final = values.ValueFormat.EXPORT
+_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 _IDENTITY: Final = getattr(arrow_map, "_identity")  # noqa: B009 - the type map's "no conversion" marker
 
 
@@ -74,8 +77,9 @@ class TableWriter(abc.ABC):
     def _open(self, path: str, final: str) -> None: ...
 
     @abc.abstractmethod
-    def _write(self, docs: Docs) -> int:
-        """Write documents to the open part; return the bytes they added (uncompressed, approximate)."""
+    def _write(self, docs: Docs, columns: PageColumns | None) -> int:
+        """Write documents (cut into ``columns`` of the current tree, or None) to the open part; return the
+        bytes they added (uncompressed, approximate)."""
 
     @abc.abstractmethod
     def _close(self) -> None: ...
@@ -93,14 +97,16 @@ class TableWriter(abc.ABC):
     def _part_name(self, index: int) -> str:
         return f"{self.directory}/part-{index:05d}{self.extension}"
 
-    def write(self, docs: Docs) -> None:
+    def write(self, docs: Docs, columns: PageColumns | None = None) -> None:
+        """Write a page; ``columns`` (:func:`~connectors.export.fit.page_columns` of the current tree) saves
+        cutting it again."""
         if not docs:
             return
         if self._open_final is None:
             final = self._part_name(len(self._done))
             self._open(temp_path(final), final)
             self._open_final, self._part_bytes = final, 0
-        self._part_bytes += self._write(docs)
+        self._part_bytes += self._write(docs, columns)
         self.rows += len(docs)
         if self._part_bytes >= self.settings.part_bytes:
             self._finish_part()
@@ -125,7 +131,7 @@ class TableWriter(abc.ABC):
             rewritten = current + ".retype"
             self._open(rewritten, final)
             for docs in self._read_back(current, old):
-                self._write(docs)
+                self._write(docs, None)
             self._close()
             self.out.delete(current)
             self.out.move(rewritten, current)
@@ -172,18 +178,25 @@ class ParquetWriter(TableWriter):
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
-    def batch(self, docs: Docs) -> pa.RecordBatch:
+    def batch(self, docs: Docs, columns: PageColumns | None = None) -> pa.RecordBatch:
         """Documents -> one record batch: one Python list per column, then ``pa.array`` with its type."""
+        if columns is None:
+            columns = page_columns(self.tree, docs)
         arrays = []
         for source, convert, arrow_type in self._plan:
-            column = [d.get(source) for d in docs]
+            column = columns[source]
+            if arrow_type == _TIMESTAMP:
+                # _creationTime: floor(ms * 1000) as timestamp(us), vectorized (creation_time_micros' rule).
+                ms = pa.array(column, type=pa.float64())
+                arrays.append(pc.floor(pc.multiply(ms, 1000.0)).cast(pa.int64()).cast(_TIMESTAMP))
+                continue
             if convert is not None:
                 column = list(map(convert, column))
             arrays.append(pa.array(column, type=arrow_type))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
-    def _write(self, docs: Docs) -> int:
-        batch = self.batch(docs)
+    def _write(self, docs: Docs, columns: PageColumns | None) -> int:
+        batch = self.batch(docs, columns)
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         if self._pending_rows >= self.settings.row_group_rows:
@@ -241,7 +254,7 @@ class AvroWriter(TableWriter):
             self._stream, self._schema, codec=_AVRO_CODECS[self.settings.compression], sync_marker=marker
         )
 
-    def _write(self, docs: Docs) -> int:
+    def _write(self, docs: Docs, columns: PageColumns | None) -> int:
         before = self._stream.tell()
         write, convert = self._writer.write, self._convert
         for d in docs:
@@ -290,7 +303,7 @@ class JsonlWriter(TableWriter):
         self._raw = raw
         self._stream = pa.CompressedOutputStream(raw, self._codec) if self._codec else raw
 
-    def _write(self, docs: Docs) -> int:
+    def _write(self, docs: Docs, columns: PageColumns | None) -> int:
         data = b"".join([values.wire_bytes(d, _EXPORT) + b"\n" for d in docs])
         self._stream.write(data)
         return len(data)

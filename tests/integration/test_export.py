@@ -25,6 +25,7 @@ from connectors.export import ExportFormat, ExportOptions, ExportResult, run_exp
 from connectors.export.output import TEMP_SUFFIX
 from connectors.sync import HttpReader, LocalReader, TableRef
 from tests.conftest import DeploymentFactory
+from tests.unit.test_client import unused_port
 from tests.integration.conftest import LiveServer
 from tests.integration.export_helpers import (
     by_id,
@@ -373,6 +374,7 @@ def test_cli_local_export_while_serving_selection_and_file_uri(
 
 def test_cli_errors_are_clear(live_server: LiveServer, tmp_path: Path) -> None:
     runner = CliRunner()
+    refused_url = f"http://127.0.0.1:{unused_port()}"
     wrong_key = runner.invoke(
         main, ["export", "--url", live_server.url, "--key", "prod:nope|bad", "--out", str(tmp_path / "a")]
     )
@@ -383,14 +385,15 @@ def test_cli_errors_are_clear(live_server: LiveServer, tmp_path: Path) -> None:
         [
             "export",
             "--url",
-            "http://127.0.0.1:1",
+            refused_url,
             "--key",
             live_server.admin_key,
             "--out",
             str(tmp_path / "b"),
         ],
     )
-    assert typo.exit_code == 1 and "Cannot export from http://127.0.0.1:1" in typo.output
+    assert typo.exit_code == 1 and f"Cannot reach {refused_url}" in typo.output
+    assert "Check the URL" in typo.output
     assert live_server.admin_key not in typo.output
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("mine")

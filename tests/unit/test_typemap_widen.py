@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from connectors.export.fit import table_check
+from connectors.export.fit import page_columns, table_check
 from connectors.shapes import TableShape
 from connectors.typemap.jsontext import needs_json_text
 from connectors.typemap.tree import (
@@ -80,7 +80,8 @@ def test_value_fits_does_not_coerce() -> None:
 
 
 def _check(docs: list[dict]) -> bool:
-    return table_check(TableShape.from_documents(docs).type_tree("t"))(docs)
+    tree = TableShape.from_documents(docs).type_tree("t")
+    return table_check(tree)(docs, page_columns(tree, docs))
 
 
 def test_page_check_accepts_what_the_shape_describes() -> None:
@@ -92,18 +93,23 @@ def test_page_check_accepts_what_the_shape_describes() -> None:
 
 
 def test_page_check_rejects_what_the_shape_does_not_describe() -> None:
-    base = [{"_id": "a", "_creationTime": 1.0, "i": 1, "o": {"k": [1.5]}, "u": 1}]
-    check = table_check(TableShape.from_documents(base).type_tree("t"))
+    base = [
+        {"_id": "a", "_creationTime": 1.0, "i": 1, "o": {"k": [1.5]}, "u": 1, "n": 1},
+        {"_id": "b", "_creationTime": 1.0, "i": 1, "o": {"k": [1.5]}, "u": 1, "z": None},
+    ]
+    tree = TableShape.from_documents(base).type_tree("t")
+    check = table_check(tree)
     ok = {"_id": "b", "_creationTime": 1.0, "i": 3, "o": {"k": [2.5, 3.5]}, "u": 2}
-    assert check([ok])
+    assert check([ok], page_columns(tree, [ok]))
     for bad in (
         {**ok, "i": 1.0},  # Float64 in an Int64 column (Arrow would convert it silently)
         {**ok, "i": True},
-        {**ok, "i": None},
+        {**ok, "i": None},  # null where the field is never null
+        {**ok, "n": None},  # null where the field is optional but never null
         {k: v for k, v in ok.items() if k != "i"},  # missing
         {**ok, "new": 1},  # a field the shape has not seen
         {**ok, "o": {"k": [1]}},  # nested item type
         {**ok, "o": {"k": [1.5], "extra": 1}},  # nested extra field
         {**ok, "u": "s"},  # a new union member
     ):
-        assert not check([ok, bad]), bad
+        assert not check([ok, bad], page_columns(tree, [ok, bad])), bad
