@@ -25,7 +25,6 @@ from connectors.export import ExportFormat, ExportOptions, ExportResult, run_exp
 from connectors.export.output import TEMP_SUFFIX
 from connectors.sync import HttpReader, LocalReader, TableRef
 from tests.conftest import DeploymentFactory
-from tests.unit.test_client import unused_port
 from tests.integration.conftest import LiveServer
 from tests.integration.export_helpers import (
     by_id,
@@ -38,6 +37,7 @@ from tests.integration.export_helpers import (
     read_parquet,
     seed,
 )
+from tests.unit.test_client import unused_port
 
 
 def _client(live: LiveServer) -> ConvexClient:
