@@ -244,7 +244,7 @@ class AvroWriter(TableWriter):
     def _setup(self) -> None:
         self._schema_json = avro_map.avro_schema(self.tree)
         self._schema = fastavro.parse_schema(self._schema_json)
-        self._convert = avro_map.avro_record_converter(self.tree)
+        self._convert = avro_map.avro_record_patcher(self.tree) or avro_map.avro_record_converter(self.tree)
 
     def _open(self, path: str, final: str) -> None:
         self._stream = self.out.open_output(path)

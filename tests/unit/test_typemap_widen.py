@@ -113,3 +113,26 @@ def test_page_check_rejects_what_the_shape_does_not_describe() -> None:
         {**ok, "u": "s"},  # a new union member
     ):
         assert not check([ok, bad], page_columns(tree, [ok, bad])), bad
+
+
+def test_avro_record_patcher_writes_what_the_converter_writes() -> None:
+    import io
+
+    import fastavro
+
+    from connectors.typemap.avro import avro_record_converter, avro_record_patcher, avro_schema
+
+    docs = [
+        {"_id": "a", "_creationTime": 1.5, "i": 1, "o": {"k": [1.5]}, "u": 1, "n": None},
+        {"_id": "b", "_creationTime": 2.25, "i": 2, "o": {"k": []}, "u": "s", "opt": b"\x00"},
+    ]
+    tree = TableShape.from_documents(docs).type_tree("t")
+    patch = avro_record_patcher(tree)
+    assert patch is not None
+    schema = fastavro.parse_schema(avro_schema(tree))
+    a, b = io.BytesIO(), io.BytesIO()
+    fastavro.writer(a, schema, [avro_record_converter(tree)(d) for d in docs], sync_marker=b"0" * 16)
+    fastavro.writer(b, schema, [patch(d) for d in docs], sync_marker=b"0" * 16)
+    assert a.getvalue() == b.getvalue()
+    renamed = TableShape.from_documents([{"_id": "a", "_creationTime": 1.0, "a-b": 1}]).type_tree("t")
+    assert avro_record_patcher(renamed) is None
