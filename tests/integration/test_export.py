@@ -161,7 +161,9 @@ def test_a_field_changing_type_between_shape_and_snapshot_widens_and_rewrites(
             def json_schemas(self, *, delta_schema: bool) -> dict[str, dict[str, Any]]:
                 schemas = super().json_schemas(delta_schema=delta_schema)
                 with self.deployment.transaction() as tx:  # after the shape, before the snapshot
-                    tx.insert(self.table, {"x": "now a string", "o": {"k": 1.5, "new": b"\x01"}, "extra": True})
+                    tx.insert(
+                        self.table, {"x": "now a string", "o": {"k": 1.5, "new": b"\x01"}, "extra": True}
+                    )
                 return schemas
 
         out = tmp_path / fmt
