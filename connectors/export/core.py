@@ -49,7 +49,15 @@ from connectors.sync import (
     run_sync,
 )
 from connectors.typemap.jsonschema import table_types_from_json_schemas
-from connectors.typemap.tree import BOOLEAN_T, INT64_T, FieldType, ObjectType, table_type, widen_object
+from connectors.typemap.tree import (
+    BOOLEAN_T,
+    INT64_T,
+    FieldType,
+    ObjectType,
+    TypeMapError,
+    table_type,
+    widen_object,
+)
 
 __all__ = [
     "MANIFEST_NAME",
@@ -303,7 +311,12 @@ class _Exporter:
     # --- types ---------------------------------------------------------------------------------------------
 
     def catalog(self) -> dict[TableRef, ObjectType]:
-        trees = table_types_from_json_schemas(self.reader.json_schemas(delta_schema=False), by_component=True)
+        try:
+            trees = table_types_from_json_schemas(
+                self.reader.json_schemas(delta_schema=False), by_component=True
+            )
+        except TypeMapError as exc:
+            raise ExportError(f"The deployment's table schemas cannot be mapped: {exc}") from None
         out: dict[TableRef, ObjectType] = {}
         for (component, name), tree in trees.items():
             out[TableRef(component, name)] = tree
@@ -315,6 +328,15 @@ class _Exporter:
             if is_system_name(ref.table) or not self.selection.accepts(ref):
                 continue
             selected[ref] = _select_columns(out[ref], self.selection, ref)
+        missing = [ref.key for ref in self.options.tables if ref not in out]
+        missing += [c for c in self.options.components if not any(ref.component == c for ref in out)]
+        if missing:
+            known = sorted({ref.key for ref in out if not is_system_name(ref.table)})
+            shown = ", ".join(known[:20]) + (", …" if len(known) > 20 else "")
+            raise ExportError(
+                f"No such table or component: {', '.join(missing)}. The deployment has: {shown or 'no tables'} "
+                "(give tables outside the root component as COMPONENT/TABLE)."
+            )
         return selected
 
     def _new_table(self, ref: TableRef, tree: ObjectType) -> _Table:
@@ -338,12 +360,11 @@ class _Exporter:
     # --- events --------------------------------------------------------------------------------------------
 
     def _write(self, table: _Table, docs: list[dict[str, Any]]) -> None:
-        columns = table.fit(docs)
-        if self.zip is not None:
+        if self.zip is not None:  # the backup's JSON needs no types
             self.zip.write(table.ref.component, table.ref.table, docs)
         else:
             assert table.writer is not None
-            table.writer.write(docs, columns)
+            table.writer.write(docs, table.fit(docs))
         if self.progress is not None:
             self.progress.advanced(table_label(table.ref), len(docs))
 

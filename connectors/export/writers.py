@@ -46,6 +46,7 @@ class PartSettings:
     compression: str
     part_bytes: int = 256 << 20
     row_group_rows: int = 128 * 1024
+    row_group_bytes: int = 64 << 20  # Parquet: rows are buffered up to this, then written as a row group
 
 
 Docs = list[dict[str, Any]]
@@ -149,11 +150,16 @@ class TableWriter(abc.ABC):
         return [(temp_path(final), final) for final in self._done]
 
     def abort(self) -> None:
-        """Close the open part after a failure (the temporary files are left for the next run to remove)."""
-        if self._open_final is not None:
-            with contextlib.suppress(Exception):  # the export already failed; its error is the one reported
+        """After a failure: close the open part and remove this table's temporary files (nothing of an
+        incomplete export is kept; a killed one's leftovers are removed by the next run)."""
+        with contextlib.suppress(Exception):  # the export already failed; its error is the one reported
+            if self._open_final is not None:
                 self._close()
-            self._open_final = None
+                self._done.append(self._open_final)
+                self._open_final = None
+            for final in self._done:
+                self.out.delete(temp_path(final))
+                self.out.delete(temp_path(final) + ".retype")
 
 
 # --- Parquet ---------------------------------------------------------------------------------------------
@@ -177,6 +183,7 @@ class ParquetWriter(TableWriter):
         )
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
 
     def batch(self, docs: Docs, columns: PageColumns | None = None) -> pa.RecordBatch:
         """Documents -> one record batch: one Python list per column, then ``pa.array`` with its type."""
@@ -199,7 +206,11 @@ class ParquetWriter(TableWriter):
         batch = self.batch(docs, columns)
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
-        if self._pending_rows >= self.settings.row_group_rows:
+        self._pending_bytes += batch.nbytes
+        if (
+            self._pending_rows >= self.settings.row_group_rows
+            or self._pending_bytes >= self.settings.row_group_bytes
+        ):
             self._flush()
         return batch.nbytes
 
@@ -207,7 +218,7 @@ class ParquetWriter(TableWriter):
         if self._pending:
             table = pa.Table.from_batches(self._pending, schema=self.schema)
             self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
-            self._pending, self._pending_rows = [], 0
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
     def _close(self) -> None:
         self._flush()

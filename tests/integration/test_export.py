@@ -434,3 +434,19 @@ def test_cli_errors_are_clear(live_server: LiveServer, tmp_path: Path) -> None:
     )
     assert bad_table.exit_code == 2 and "TABLE.COLUMN" in bad_table.output
     assert TableRef.from_key("a/b/t") == TableRef("a/b", "t")
+    no_table = runner.invoke(
+        main,
+        [
+            "export",
+            "--url",
+            live_server.url,
+            "--key",
+            live_server.admin_key,
+            "--out",
+            str(tmp_path / "e"),
+            "--table",
+            "nosuch",
+        ],
+    )
+    assert no_table.exit_code == 1 and "No such table or component: nosuch" in no_table.output
+    assert not (tmp_path / "e").exists()
