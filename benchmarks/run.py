@@ -36,8 +36,12 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # Same end product on both sides: every document decoded to Python values.
     ("http", "http_list_snapshot", "benchmarks.bench_http", "list_decode"),
     ("http", "http_document_deltas", "benchmarks.bench_http", None),
-    ("http", "http_import_append", "benchmarks.bench_http", None),
-    ("http", "http_import_dedup", "benchmarks.bench_http", None),
+    # Import paths against the engine's own insert of the same rows, measured in the same run.
+    ("http", "http_engine_insert", "benchmarks.bench_http", None),
+    ("http", "http_import_append", "benchmarks.bench_http", "http_engine_insert"),
+    ("http", "http_import_dedup", "benchmarks.bench_http", "http_engine_insert"),
+    ("http", "http_engine_insert_fivetran", "benchmarks.bench_http", None),
+    ("http", "http_fivetran_upsert", "benchmarks.bench_http", "http_engine_insert_fivetran"),
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),

@@ -333,29 +333,94 @@ def _print_summary(summary: Any, verb: str) -> None:
 @deployment_options
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--mode",
-    type=click.Choice(["create", "replace", "append"]),
-    default="create",
-    show_default=True,
-    help="create: refuse tables that already have documents; replace: clear them first; append: add.",
+    "--table",
+    default=None,
+    help="Import a single CSV, JSON (array) or JSONL file into this table (as `npx convex import --table`).",
 )
-def import_command(store: StoreLocation, path: Path, mode: str) -> None:
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "json", "jsonl", "zip"]),
+    default=None,
+    help="The file's format, when its extension does not tell (.zip, .csv, .json, .jsonl).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["create", "replace", "append", "replace-all"]),
+    default=None,
+    help="create (default): refuse tables that already have documents; replace: clear them first; append: "
+    "add; replace-all (backups only): make the deployment exactly the backup, deleting other tables.",
+)
+@click.option("--replace", "replace_flag", is_flag=True, help="Same as --mode replace.")
+@click.option("--append", "append_flag", is_flag=True, help="Same as --mode append.")
+@click.option("--replace-all", "replace_all_flag", is_flag=True, help="Same as --mode replace-all.")
+def import_command(
+    store: StoreLocation,
+    path: Path,
+    table: str | None,
+    file_format: str | None,
+    mode: str | None,
+    replace_flag: bool,
+    append_flag: bool,
+    replace_all_flag: bool,
+) -> None:
     """Import a Convex backup ZIP (as written by `npx convex export` or `convex-connectors export`),
-    keeping _id, _creationTime and table numbers."""
-    from connectors.backup import import_backup
+    keeping _id, _creationTime and table numbers; or, with --table, one CSV / JSON / JSONL file."""
     from connectors.errors import ConvexError
 
+    chosen = _import_mode(mode, replace_flag, append_flag, replace_all_flag)
+    is_zip = file_format == "zip" or (file_format is None and path.suffix.lower() == ".zip")
+    if table is not None and is_zip:
+        raise click.UsageError(
+            "--table is not supported for a ZIP backup; it names the target of a CSV, JSON or JSONL file."
+        )
+    if table is None and not is_zip:
+        raise click.UsageError(
+            f"{path.name} is not a .zip backup: give --table TABLE to import a CSV, JSON or JSONL file into"
+            " one table."
+        )
+    if table is not None and chosen == "replace-all":
+        raise click.UsageError("--replace-all restores a whole backup; with --table use --replace.")
     progress = _Progress("importing")
-    with open_deployment(store, create=zip_file_or_fail(path)) as deployment:
+    # A backup must be a ZIP before a new deployment is created for it; a single file's rows are checked as
+    # they are read.
+    with open_deployment(store, create=zip_file_or_fail(path) if is_zip else True) as deployment:
         try:
-            summary = import_backup(deployment, path, mode=mode, progress=progress)  # type: ignore[arg-type]
+            if table is None:
+                from connectors.backup import import_backup
+
+                summary = import_backup(deployment, path, mode=chosen, progress=progress)  # type: ignore[arg-type]
+            else:
+                from connectors.table_import import import_table_file
+
+                single = import_table_file(
+                    deployment,
+                    table,
+                    path,
+                    fmt=file_format,
+                    mode=chosen,  # type: ignore[arg-type]
+                    progress=progress,
+                )
         except ConvexError as exc:
             raise click.ClickException(exc.message) from exc
         except OSError as exc:
             raise click.ClickException(f"Cannot read {path}: {exc.strerror or exc}") from exc
         finally:
             progress.close()
-    _print_summary(summary, "Imported")
+    if table is None:
+        _print_summary(summary, "Imported")
+    else:
+        click.echo(f"Imported {single.documents:,} documents into table {single.table} ({single.format}).")
+
+
+def _import_mode(mode: str | None, replace: bool, append: bool, replace_all: bool) -> str:
+    """One mode from --mode or the npx-style flags (--replace, --append, --replace-all)."""
+    named = (("replace", replace), ("append", append), ("replace-all", replace_all))
+    flags = [name for name, on in named if on]
+    if len(flags) > 1 or (flags and mode is not None and mode != flags[0]):
+        given = [f"--{f}" for f in flags] + ([f"--mode {mode}"] if mode is not None else [])
+        raise click.UsageError(f"Choose one import mode, not {' and '.join(given)}.")
+    return flags[0] if flags else (mode or "create")
 
 
 from connectors.export.cli import export_command  # noqa: E402 - registered after main exists

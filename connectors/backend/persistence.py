@@ -110,6 +110,13 @@ class WriteSession(abc.ABC):
     ) -> list[tuple[bytes, bytes]]:
         """``(key, id)`` entries with ``lower <= key < upper`` in key order."""
 
+    def index_ranges(
+        self, index_id: int, ranges: Sequence[tuple[bytes, bytes | None]], limit: int
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """:meth:`index_range` for several ranges at once (at most ``limit`` entries each), in order.
+        Backends override it to answer in one statement per chunk instead of one per range."""
+        return [self.index_range(index_id, lower, upper, limit) for lower, upper in ranges]
+
     @abc.abstractmethod
     def clear_index(self, index_id: int) -> None: ...
 

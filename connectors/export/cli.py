@@ -287,6 +287,7 @@ def _export_http(url: str, key: str | None, options: ExportOptions) -> ExportRes
 
 
 def _export_local(store: Any, options: ExportOptions) -> ExportResult:
+    from connectors.backup import backup_metadata
     from connectors.cli import open_deployment
     from connectors.errors import ConvexError
     from connectors.export.core import ReadOnlyLocalReader, build_selection, run_export

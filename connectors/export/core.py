@@ -291,7 +291,9 @@ class _Exporter:
         progress: ExportProgress | None,
         table_numbers: Mapping[TableRef, int] | None,
         expected_rows: int | None,
+        zip_metadata: bytes | None = None,
     ) -> None:
+        self.zip_metadata = zip_metadata
         self.reader = reader
         self.options = options
         self.progress = progress
@@ -442,7 +444,9 @@ class _Exporter:
         specs = [BackupTableSpec(ref.component, ref.table, self.table_numbers.get(ref)) for ref in catalog]
         components = {ref.component for ref in catalog}
         self._zip_stream = self.out.open_output(temp_path(self.out.root))
-        self.zip = BackupZipWriter(self._zip_stream, time.time_ns(), specs, components)
+        self.zip = BackupZipWriter(
+            self._zip_stream, time.time_ns(), specs, components, metadata=self.zip_metadata
+        )
 
     # --- the end -------------------------------------------------------------------------------------------
 
@@ -561,7 +565,9 @@ def run_export(
     progress: ExportProgress | None = None,
     table_numbers: Mapping[TableRef, int] | None = None,
     expected_rows: int | None = None,
+    zip_metadata: bytes | None = None,
 ) -> ExportResult:
     """Run one export (see the module docstring). ``table_numbers`` (local deployments) lets the ZIP list
-    empty tables with their numbers; ``expected_rows`` is the progress bar's total."""
-    return _Exporter(reader, options, progress, table_numbers, expected_rows).run()
+    empty tables with their numbers, ``zip_metadata`` (``backup.backup_metadata``) carries their indexes;
+    ``expected_rows`` is the progress bar's total."""
+    return _Exporter(reader, options, progress, table_numbers, expected_rows, zip_metadata).run()

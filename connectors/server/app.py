@@ -73,6 +73,7 @@ from connectors.keys import KeyRegistry, KeyRing, Operation
 from connectors.perf import gc_paused
 from connectors.server import wire
 from connectors.server.auth import Api, Authenticator
+from connectors.values import load_json
 
 __all__ = ["BackgroundServer", "ServerConfig", "create_app", "run"]
 
@@ -265,7 +266,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _parse_json(body: bytes) -> Any:
     try:
         with gc_paused():  # import bodies hold up to tens of thousands of records
-            return orjson.loads(body)
+            # `-0` is Float64 -0.0; too deep for the parser is 400 InvalidValue (values.load_json).
+            return load_json(body)
     except orjson.JSONDecodeError as exc:
         # orjson's message names the position only, never the content.
         raise BadRequestError("BadJsonBody", f"Failed to parse the JSON body: {exc}") from None
