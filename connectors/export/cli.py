@@ -306,7 +306,12 @@ def _export_local(store: Any, options: ExportOptions) -> ExportResult:
             )
         try:
             return run_export(
-                reader, options, progress=CliProgress(), table_numbers=numbers, expected_rows=expected
+                reader,
+                options,
+                progress=CliProgress(),
+                table_numbers=numbers,
+                expected_rows=expected,
+                zip_metadata=backup_metadata(deployment) if options.format.value == "zip" else None,
             )
         except ConvexError as exc:
             raise _convex_error(
