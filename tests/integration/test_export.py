@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from connectors.backend.engine import Deployment, DeploymentConfig
-from connectors.backup import import_backup
+from connectors.backup import METADATA_ENTRY, import_backup
 from connectors.cli import main
 from connectors.client import ClientConfig, ConvexClient
 from connectors.export import ExportFormat, ExportOptions, ExportResult, run_export
@@ -368,6 +369,17 @@ def test_cli_local_export_while_serving_selection_and_file_uri(
     }
     all_types = next(t for t in manifest["tables"] if t["table"] == "all_types")
     assert "s" not in {c["name"] for c in all_types["columns"]} and all_types["rows"] == 10
+    # --format zip from a local deployment carries the backup's metadata entry (indexes) too.
+    zipped = CliRunner().invoke(
+        main, ["export", "--data-dir", live.location, "--format", "zip", "--out", str(tmp_path / "f.zip")]
+    )
+    assert zipped.exit_code == 0, zipped.output
+    with zipfile.ZipFile(tmp_path / "f.zip") as zf:
+        assert (
+            METADATA_ENTRY in zf.namelist()
+            and "parent/_components/child/items/documents.jsonl" not in zf.namelist()
+        )
+        assert "_components/parent/_components/child/items/documents.jsonl" in zf.namelist()
     # The older form still writes a backup ZIP.
     legacy = CliRunner().invoke(main, ["export", "--data-dir", live.location, str(tmp_path / "b.zip")])
     assert legacy.exit_code == 0, legacy.output
