@@ -168,10 +168,16 @@ def test_commands_that_need_a_deployment_refuse_an_empty_location(tmp_path: Path
         assert not typo.exists(), args
 
     # `import` of something that is not a backup fails before creating anything.
-    bogus = tmp_path / "notes.txt"
+    bogus = tmp_path / "backup.zip"
     bogus.write_text("not a zip")
     result = runner.invoke(main, ["import", "--data-dir", str(typo), str(bogus)])
     assert result.exit_code == 1 and "not a valid ZIP" in result.output
+    assert not typo.exists()
+    # Neither does a file that is not a .zip, given without --table.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a zip")
+    result = runner.invoke(main, ["import", "--data-dir", str(typo), str(notes)])
+    assert result.exit_code == 2 and "not a .zip backup" in result.output and "--table" in result.output
     assert not typo.exists()
 
 

@@ -109,7 +109,7 @@ def test_a_bad_record_or_operation_anywhere_writes_nothing(deployment_factory: D
     bad_row = [*FIVETRAN_OPS[:3], FivetranOperation("books", "Upsert", {"id": 9.0, "x": "x" * (1 << 20)})]
     with pytest.raises(InvalidValueError) as info:
         si.apply_fivetran_operations(dep, bad_row)
-    assert info.value.message.startswith("Operation 3: ")
+    assert info.value.message.startswith("Operation 3 for table books: ")
     missing = [*FIVETRAN_OPS[:3], FivetranOperation("books", "Update", {"id": 9.0, "t": "?"})]
     with pytest.raises(NotFoundError):
         si.apply_fivetran_operations(dep, missing)
