@@ -245,48 +245,30 @@ def encode_document(doc: dict[str, Value], *, allow_system_fields: bool = False)
     return EncodedDocument(body, flags, size)
 
 
-def _restore_object(d: dict[str, Any]) -> None:
-    """In place: turn storage ``{"$integer"}``/``{"$float"}``/``{"$bytes"}`` objects back into values."""
-    for k, v in d.items():
+def _restore(c: Any, items: Any) -> None:
+    """In place: turn storage ``{"$integer"}``/``{"$float"}``/``{"$bytes"}`` objects back into values.
+    ``items`` are the object's ``c.items()`` or the array's ``enumerate(c)``."""
+    for k, v in items:
         t = type(v)
         if t is dict:
             if len(v) == 1:
                 if "$integer" in v:
-                    d[k] = _UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0]
+                    c[k] = _UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0]
                     continue
                 if "$float" in v:
-                    d[k] = _UNPACK_F64(binascii.a2b_base64(v["$float"]))[0]
+                    c[k] = _UNPACK_F64(binascii.a2b_base64(v["$float"]))[0]
                     continue
                 if "$bytes" in v:
-                    d[k] = binascii.a2b_base64(v["$bytes"])
+                    c[k] = binascii.a2b_base64(v["$bytes"])
                     continue
-            _restore_object(v)
+            _restore(v, v.items())
         elif t is list:
-            _restore_list(v)
-
-
-def _restore_list(a: list[Any]) -> None:
-    for i, v in enumerate(a):
-        t = type(v)
-        if t is dict:
-            if len(v) == 1:
-                if "$integer" in v:
-                    a[i] = _UNPACK_I64(binascii.a2b_base64(v["$integer"]))[0]
-                    continue
-                if "$float" in v:
-                    a[i] = _UNPACK_F64(binascii.a2b_base64(v["$float"]))[0]
-                    continue
-                if "$bytes" in v:
-                    a[i] = binascii.a2b_base64(v["$bytes"])
-                    continue
-            _restore_object(v)
-        elif t is list:
-            _restore_list(v)
+            _restore(v, enumerate(v))
 
 
 def decode_document(body: bytes, flags: int) -> dict[str, Value]:
     """Inverse of :func:`encode_document`."""
     doc: dict[str, Any] = _loads(body)
     if flags:
-        _restore_object(doc)
+        _restore(doc, doc.items())
     return doc
