@@ -332,6 +332,57 @@ def _prefetch(
     return found
 
 
+class _Inserts:
+    """New documents of a request, inserted in batches (``Transaction.insert_many``) in request order.
+
+    The caller flushes before any other write and before any lookup whose match may be a buffered document;
+    a buffered document given a ``lookup`` becomes that key's match (``[(id, doc)]``) with a placeholder id
+    until the flush gives it its real id."""
+
+    def __init__(
+        self, tx: Transaction, kind: str, matches: dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]]
+    ) -> None:
+        self._tx = tx
+        self._kind = kind
+        self._matches = matches
+        self._items: list[tuple[str, dict[str, Any], int, tuple[str, bytes] | None]] = []
+
+    def add(self, table: str, doc: dict[str, Any], index: int, lookup: tuple[str, bytes] | None) -> None:
+        self._items.append((table, doc, index, lookup))
+        if lookup is not None:
+            self._matches[lookup] = [("", doc)]
+        if len(self._items) >= _INSERT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        items = self._items
+        if not items:
+            return
+        self._items = []
+        start = 0
+        while start < len(items):
+            table = items[start][0]
+            end = start + 1
+            while end < len(items) and items[end][0] == table:
+                end += 1
+            run = items[start:end]
+
+            def name_item(
+                position: int, error: ConvexError, run: list[Any] = run, table: str = table
+            ) -> ConvexError:
+                return _with_where(error, _where(self._kind, run[position][2], table))
+
+            doc_ids = self._tx.insert_many(table, [item[1] for item in run], on_error=name_item)
+            for (_, doc, _, lookup), doc_id in zip(run, doc_ids, strict=True):
+                if lookup is not None:
+                    self._matches[lookup] = [(doc_id, doc)]
+            start = end
+
+
+# Documents per Transaction.insert_many call (bounds the batch's encoded copies).
+_INSERT_BATCH: Final = 1000
+
+
 def _one_match(matches: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
     if len(matches) > 1:
         raise PlainError(_MORE_THAN_ONE)
@@ -505,29 +556,34 @@ def import_airbyte_records(
         keyed = [(w.table, w.key) for w in writes if w.key is not None]
         lookups = [_lookup_key(table, key) for table, key in keyed]
         matches = _prefetch(tx, AIRBYTE_PRIMARY_KEY_INDEX, keyed, lookups)
+        inserts = _Inserts(tx, "Record", matches)
         next_lookup = iter(lookups)
         for w in writes:
+            if w.key is None:
+                # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+                if tx.table(w.table) is None:
+                    tx.create_table(w.table)
+                inserts.add(w.table, w.doc, w.index, None)
+                continue
+            lookup = next(next_lookup)
+            if matches[lookup]:
+                inserts.flush()  # the match may be a buffered insert: give it its id
+            match = _one_match(matches[lookup])
+            # A write under a key leaves the record's document as that key's only match (or none).
+            if match is None:
+                if not w.deleted:
+                    inserts.add(w.table, w.doc, w.index, lookup)
+                continue
             try:
-                if w.key is None:
-                    # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
-                    if tx.table(w.table) is None:
-                        tx.create_table(w.table)
-                    tx.insert(w.table, w.doc)
-                    continue
-                lookup = next(next_lookup)
-                match = _one_match(matches[lookup])
-                # A write under a key leaves the record's document as that key's only match (or none).
-                if match is not None:
-                    if w.deleted:
-                        tx.delete(match[0])
-                        matches[lookup] = []
-                    else:
-                        tx.replace(match[0], w.doc)
-                        matches[lookup] = [(match[0], w.doc)]
-                elif not w.deleted:
-                    matches[lookup] = [(tx.insert(w.table, w.doc), w.doc)]
+                if w.deleted:
+                    tx.delete(match[0])
+                    matches[lookup] = []
+                else:
+                    tx.replace(match[0], w.doc)
+                    matches[lookup] = [(match[0], w.doc)]
             except (InvalidValueError, SchemaValidationError) as e:
                 raise _with_where(e, _where("Record", w.index, w.table)) from None
+        inserts.flush()
 
     def fallback() -> ImportResult:
         system_field_bytes = _SystemFieldBytes(dep)
@@ -742,16 +798,26 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         keyed = [(w.table, w.key) for w in writes]
         lookups = [_lookup_key(table, key) for table, key in keyed]
         matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
+        inserts = _Inserts(tx, "Operation", matches)
         for w, lookup in zip(writes, lookups, strict=True):
+            if w.operation != "Upsert" or matches[lookup]:
+                inserts.flush()  # in request order, and the match may be a buffered insert
             match = _one_match(matches[lookup])
+            # The written document has the row's primary-key values, so it matches this key again unless
+            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
+            # match any other key of the request.
+            if w.operation == "Upsert" and match is None:
+                if not soft_deletes[w.table] or values.get_path(w.row, _DELETED_PATH) is False:
+                    inserts.add(w.table, w.row, w.index, lookup)
+                else:
+                    inserts.add(w.table, w.row, w.index, None)
+                continue
             written: tuple[str, dict[str, Any]] | None = None
             try:
                 if w.operation == "Upsert":
-                    if match is None:
-                        written = (tx.insert(w.table, w.row), w.row)
-                    else:
-                        tx.replace(match[0], w.row)
-                        written = (match[0], w.row)
+                    assert match is not None
+                    tx.replace(match[0], w.row)
+                    written = (match[0], w.row)
                 elif w.operation == "Update":
                     if match is None:
                         raise NotFoundError(
@@ -763,15 +829,13 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
                     tx.delete(match[0])
             except (InvalidValueError, SchemaValidationError) as e:
                 raise _with_where(e, _where("Operation", w.index, w.table)) from None
-            # The written document has the row's primary-key values, so it matches this key again unless
-            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
-            # match any other key of the request.
             if written is not None and (
                 not soft_deletes[w.table] or values.get_path(written[1], _DELETED_PATH) is False
             ):
                 matches[lookup] = [written]
             else:
                 matches[lookup] = []
+        inserts.flush()
 
     def fallback() -> ImportResult:
         system_field_bytes = _SystemFieldBytes(dep)
