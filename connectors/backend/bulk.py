@@ -17,12 +17,13 @@ import base64
 import operator
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 from connectors import ids, values
 from connectors.shapes import ShapeKey, add_shape_counts
 
-__all__ = ["ShapeBatch", "new_ids"]
+__all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
 
 # RFC 4648 base32 (what base64.b32encode writes) -> lower-case Crockford (what ids use).
 _TO_CROCKFORD: Final = bytes.maketrans(
@@ -70,6 +71,51 @@ _PLAIN_TYPES: Final = frozenset({str, float, bool, int, bytes, type(None)})
 _SPECIAL_FLOATS: Final = values.FLAG_NONFINITE | values.FLAG_NEGZERO
 
 
+def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What an object's shape contribution depends on: its keys and, per value, the plain type or the
+    signature of the container (None when some value has another type). Plain types and the tagged tuples
+    of containers cannot be confused."""
+    types = tuple(map(type, obj.values()))
+    if _PLAIN_TYPES.issuperset(types):
+        return (dict, tuple(obj), types)
+    parts: list[Any] = []
+    for v, t in zip(obj.values(), types, strict=True):
+        if t in _PLAIN_TYPES:
+            parts.append(t)
+            continue
+        if t is dict:
+            part = _object_signature(v)
+        elif t is list:
+            part = _array_signature(v)
+        else:
+            return None
+        if part is None:
+            return None
+        parts.append(part)
+    return (dict, tuple(obj), tuple(parts))
+
+
+def _array_signature(arr: list[Any]) -> tuple[Any, ...] | None:
+    types = tuple(map(type, arr))
+    if _PLAIN_TYPES.issuperset(types):
+        return (list, types)
+    parts: list[Any] = []
+    for v, t in zip(arr, types, strict=True):
+        if t in _PLAIN_TYPES:
+            parts.append(t)
+            continue
+        if t is dict:
+            part = _object_signature(v)
+        elif t is list:
+            part = _array_signature(v)
+        else:
+            return None
+        if part is None:
+            return None
+        parts.append(part)
+    return (list, tuple(parts))
+
+
 class ShapeBatch:
     """Collects documents for shape counting; :meth:`add_to` adds ``+1`` per document to a counter."""
 
@@ -82,34 +128,10 @@ class ShapeBatch:
     def add(self, doc: dict[str, Any], flags: int) -> None:
         """``flags``: the document's encoding flags (``values.encode_document``), which say whether any
         float in it is special (its tag then depends on the value)."""
-        types = tuple(map(type, doc.values()))
-        if flags & _SPECIAL_FLOATS or not _PLAIN_TYPES.issuperset(types):
-            if dict in types or list in types:
-                signature = self._with_arrays(doc, types) if not flags & _SPECIAL_FLOATS else None
-                if signature is not None:
-                    self._count(signature, doc)
-                    return
+        signature = None if flags & _SPECIAL_FLOATS else _object_signature(doc)
+        if signature is None:
             self._others.append(doc)
             return
-        self._count((tuple(doc), types), doc)
-
-    @staticmethod
-    def _with_arrays(doc: dict[str, Any], types: tuple[type, ...]) -> tuple[Any, ...] | None:
-        """The signature of a document whose only containers are arrays of plain scalars, else None."""
-        if dict in types:
-            return None
-        elements: list[tuple[type, ...]] = []
-        for v in doc.values():
-            if type(v) is list:
-                element_types = tuple(map(type, v))
-                if not _PLAIN_TYPES.issuperset(element_types):
-                    return None
-                elements.append(element_types)
-            elif type(v) not in _PLAIN_TYPES:
-                return None
-        return (tuple(doc), types, tuple(elements))
-
-    def _count(self, signature: tuple[Any, ...], doc: dict[str, Any]) -> None:
         group = self._groups.get(signature)
         if group is None:
             self._groups[signature] = [doc, 1]
@@ -129,3 +151,37 @@ class ShapeBatch:
                 else:
                     del counts[key]
 
+
+
+# Scalar types whose index-key encoding is cached per value (not zeros: 0.0 == -0.0 but they encode apart).
+_CACHED_KEY_TYPES: Final = frozenset({float, bool, int, type(None), type(values.MISSING)})
+
+
+class IndexKeys:
+    """Index keys (``values.encode_index_key`` of the values at an index's paths) for many documents.
+
+    A key is the concatenation of its values' encodings; the encodings of repeated scalars (a batch's
+    ``_creationTime``, flags such as ``fivetran.deleted``, sync timestamps) are computed once per batch."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[type, Any], bytes] = {}
+
+    def key(self, doc: dict[str, Any], paths: Sequence[tuple[str, ...]]) -> bytes:
+        cache = self._cache
+        encode = values.encode_index_key
+        get_path = values.get_path
+        parts: list[bytes] = []
+        for path in paths:
+            v = get_path(doc, path)
+            t = type(v)
+            if t in _CACHED_KEY_TYPES and (t is not float or v):
+                ck = (t, v)
+                part = cache.get(ck)
+                if part is None:
+                    part = cache[ck] = encode([v])
+            else:
+                part = encode([v])
+            parts.append(part)
+        return b"".join(parts)

@@ -1144,10 +1144,11 @@ class Transaction:
         *,
         component: str = "",
         limit: int = 2,
+        encoded: Sequence[bytes] | None = None,
     ) -> list[list[tuple[str, dict[str, Any]]]]:
         """:meth:`index_query` by equality prefix for several keys at once (at most ``limit`` documents
         each), in the order of ``keys``: a few statements for a whole batch of primary-key lookups instead
-        of several per key."""
+        of several per key. ``encoded``: ``values.encode_index_key`` of each key, when the caller has it."""
         info = self._table(table, component)
         idx = next((i for i in self._catalog.indexes_of(info.tablet) if i.name == index_name), None)
         if idx is None:
@@ -1158,10 +1159,12 @@ class Transaction:
                 f"Index {table}.{index_name} is still backfilling; try again when it is ready.",
             )
         self._flush()
-        ranges = []
-        for key in keys:
-            lower = values.encode_index_key(list(key))
-            ranges.append((lower, values.index_key_prefix_successor(lower) if key else None))
+        if encoded is None:
+            encoded = [values.encode_index_key(list(key)) for key in keys]
+        elif len(encoded) != len(keys):
+            raise ValueError("index_query_many: one encoded key per key")
+        successor = values.index_key_prefix_successor
+        ranges = [(lower, successor(lower) if key else None) for key, lower in zip(keys, encoded, strict=True)]
         found = self._s.index_ranges(idx.index_id, ranges, limit)
         self._count_read(sum(len(entries) for entries in found))
         wanted = [i for entries in found for _key, i in entries if (info.tablet, i) not in self._pending]
@@ -1327,6 +1330,7 @@ class Transaction:
         rows = self._rows
         row_index = self._row_index
         shapes = bulk.ShapeBatch()
+        index_keys = bulk.IndexKeys()
         indexes = self._catalog.indexes_of(tablet)
         delta = self._index_delta
         for internal, doc, enc in zip(internals, docs, encoded, strict=True):
@@ -1336,7 +1340,7 @@ class Transaction:
             rows.append((tablet, internal, ts, 0, enc.flags, enc.body))
             shapes.add(doc, enc.flags)
             for idx in indexes:
-                k = (idx.index_id, _index_key(idx, doc), internal)
+                k = (idx.index_id, index_keys.key(doc, idx.paths), internal)
                 delta[k] = delta.get(k, 0) + 1
         shape = self._shape.get(tablet)
         if shape is None:
@@ -1492,7 +1496,8 @@ class Transaction:
             self._s.supersede(self._supersede)
             self._supersede = []
         if self._index_delta:
-            adds = [k for k, n in self._index_delta.items() if n > 0]
+            # In index order: neighbouring entries land on the same B-tree pages.
+            adds = sorted(k for k, n in self._index_delta.items() if n > 0)
             removes = [k for k, n in self._index_delta.items() if n < 0]
             self._s.remove_index_entries(removes)
             self._s.add_index_entries(adds)

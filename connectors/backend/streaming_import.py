@@ -327,7 +327,9 @@ def _prefetch(
         if tx.table(table) is None:
             found.update((lookup, []) for lookup, _ in entries)
             continue
-        results = tx.index_query_many(table, index_name, [key for _, key in entries], limit=2)
+        results = tx.index_query_many(
+            table, index_name, [key for _, key in entries], limit=2, encoded=[lookup[1] for lookup, _ in entries]
+        )
         found.update((lookup, matches) for (lookup, _), matches in zip(entries, results, strict=True))
     return found
 
@@ -738,6 +740,46 @@ def _fivetran_patch(existing: dict[str, Any], row: dict[str, Any]) -> dict[str, 
     return row
 
 
+# JSON values that Convex internal JSON decodes to themselves.
+_SCALARS: Final = frozenset({str, float, bool, type(None)})
+# Object keys known not to start with `$` (so an object of them is a plain object). Bounded.
+_PLAIN_KEYS: set[str] = set()
+_PLAIN_KEYS_MAX: Final = 65536
+
+
+def _has_plain_keys(obj: dict[Any, Any]) -> bool:
+    if _PLAIN_KEYS.issuperset(obj):
+        return True
+    if not all(type(k) is str and k[:1] != "$" for k in obj):
+        return False
+    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_MAX:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS.update(obj)
+    return True
+
+
+def _decode_row(row: dict[Any, Any]) -> Any:
+    """``values.from_encoded_json(row)``, without the per-value walk for the common row: plain keys and
+    values that are strings, floats, booleans, nulls, or objects and arrays of those (all of which decode
+    to a copy of themselves). Anything else takes the general decoder, errors included."""
+    if not _has_plain_keys(row):
+        return values.from_encoded_json(row)
+    types = tuple(map(type, row.values()))
+    out = dict(row)
+    if _SCALARS.issuperset(types):
+        return out
+    for (k, v), t in zip(row.items(), types, strict=True):
+        if t in _SCALARS:
+            continue
+        if t is dict and _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
+            out[k] = dict(v)
+        elif t is list and _SCALARS.issuperset(map(type, v)):
+            out[k] = list(v)
+        else:
+            return values.from_encoded_json(row)
+    return out
+
+
 def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOperation]) -> ImportResult:
     """``POST apply_fivetran_operations`` (§10.2): Upsert / Update / HardDelete by primary key, in order."""
     # Pass 1 is what upstream's body deserialization rejects (400 BadJsonBody); pass 2 the per-row checks.
@@ -752,7 +794,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         if type(op.row) is not dict:
             raise BadRequestError("BadJsonBody", f"Operation {i}: the row must be a JSON object")
         try:
-            row = values.from_encoded_json(op.row)
+            row = _decode_row(op.row)
         except values.NestingTooDeepError as e:
             raise _with_where(e, _where("Operation", i, op.table)) from None
         except InvalidValueError as e:
