@@ -80,13 +80,17 @@ def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
         return (dict, tuple(obj), types)
     parts: list[Any] = []
     for v, t in zip(obj.values(), types, strict=True):
-        if t in _PLAIN_TYPES:
+        if t is list:
+            element_types = tuple(map(type, v))
+            if _PLAIN_TYPES.issuperset(element_types):  # the common array: of plain scalars
+                parts.append((list, element_types))
+                continue
+            part = _array_signature(v)
+        elif t is dict:
+            part = _object_signature(v)
+        elif t in _PLAIN_TYPES:
             parts.append(t)
             continue
-        if t is dict:
-            part = _object_signature(v)
-        elif t is list:
-            part = _array_signature(v)
         else:
             return None
         if part is None:

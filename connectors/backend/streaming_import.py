@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn
 
 import orjson
 
@@ -471,9 +471,8 @@ def _check_encodable(doc: dict[str, Any], system_field_bytes: int, where: str) -
 # --- Airbyte -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _AirbyteWrite:
-    index: int  # in the request's `messages`, for error messages
+class _AirbyteWrite(NamedTuple):  # a NamedTuple: one is built per record
+    at: int  # in the request's `messages`, for error messages
     table: str
     doc: dict[str, Any]
     deleted: bool
@@ -552,7 +551,7 @@ def import_airbyte_records(
         try:
             _apply_airbyte_write(tx, w)
         except (InvalidValueError, SchemaValidationError) as e:
-            raise _with_where(e, _where("Record", w.index, w.table)) from None
+            raise _with_where(e, _where("Record", w.at, w.table)) from None
 
     def apply_all(tx: Transaction) -> None:
         keyed = [(w.table, w.key) for w in writes if w.key is not None]
@@ -565,7 +564,7 @@ def import_airbyte_records(
                 # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
                 if tx.table(w.table) is None:
                     tx.create_table(w.table)
-                inserts.add(w.table, w.doc, w.index, None)
+                inserts.add(w.table, w.doc, w.at, None)
                 continue
             lookup = next(next_lookup)
             if matches[lookup]:
@@ -574,7 +573,7 @@ def import_airbyte_records(
             # A write under a key leaves the record's document as that key's only match (or none).
             if match is None:
                 if not w.deleted:
-                    inserts.add(w.table, w.doc, w.index, lookup)
+                    inserts.add(w.table, w.doc, w.at, lookup)
                 continue
             try:
                 if w.deleted:
@@ -584,13 +583,13 @@ def import_airbyte_records(
                     tx.replace(match[0], w.doc)
                     matches[lookup] = [(match[0], w.doc)]
             except (InvalidValueError, SchemaValidationError) as e:
-                raise _with_where(e, _where("Record", w.index, w.table)) from None
+                raise _with_where(e, _where("Record", w.at, w.table)) from None
         inserts.flush()
 
     def fallback() -> ImportResult:
         system_field_bytes = _SystemFieldBytes(dep)
         for w in writes:
-            _check_encodable(w.doc, system_field_bytes.for_table(w.table), _where("Record", w.index, w.table))
+            _check_encodable(w.doc, system_field_bytes.for_table(w.table), _where("Record", w.at, w.table))
         return _apply_each(dep, writes, apply)
 
     return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
@@ -686,9 +685,8 @@ def primary_key_indexes_ready(dep: Deployment, tables: Sequence[str]) -> bool:
 # --- Fivetran ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _FivetranWrite:
-    index: int  # in the request, for error messages
+class _FivetranWrite(NamedTuple):  # a NamedTuple: one is built per row
+    at: int  # in the request, for error messages
     table: str
     operation: str
     row: dict[str, Any]
@@ -832,7 +830,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         try:
             _apply_fivetran_write(tx, w)
         except (InvalidValueError, SchemaValidationError) as e:
-            raise _with_where(e, _where("Operation", w.index, w.table)) from None
+            raise _with_where(e, _where("Operation", w.at, w.table)) from None
 
     soft_deletes = {table: _DELETED_PATH in idx.paths for table, idx in indexes.items()}
 
@@ -850,9 +848,9 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
             # match any other key of the request.
             if w.operation == "Upsert" and match is None:
                 if not soft_deletes[w.table] or values.get_path(w.row, _DELETED_PATH) is False:
-                    inserts.add(w.table, w.row, w.index, lookup)
+                    inserts.add(w.table, w.row, w.at, lookup)
                 else:
-                    inserts.add(w.table, w.row, w.index, None)
+                    inserts.add(w.table, w.row, w.at, None)
                 continue
             written: tuple[str, dict[str, Any]] | None = None
             try:
@@ -870,7 +868,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
                 elif match is not None:
                     tx.delete(match[0])
             except (InvalidValueError, SchemaValidationError) as e:
-                raise _with_where(e, _where("Operation", w.index, w.table)) from None
+                raise _with_where(e, _where("Operation", w.at, w.table)) from None
             if written is not None and (
                 not soft_deletes[w.table] or values.get_path(written[1], _DELETED_PATH) is False
             ):
@@ -882,7 +880,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
     def fallback() -> ImportResult:
         system_field_bytes = _SystemFieldBytes(dep)
         for w in writes:
-            _check_encodable(w.row, system_field_bytes.for_table(w.table), _where("Operation", w.index, w.table))
+            _check_encodable(w.row, system_field_bytes.for_table(w.table), _where("Operation", w.at, w.table))
         return _apply_each(dep, writes, apply)
 
     return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
