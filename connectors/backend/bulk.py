@@ -89,14 +89,14 @@ def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
         elif t is dict:
             part = _object_signature(v)
         elif t in _PLAIN_TYPES:
-            parts.append(t)
-            continue
+            continue  # already in `types`
         else:
             return None
         if part is None:
             return None
         parts.append(part)
-    return (dict, tuple(obj), tuple(parts))
+    # The containers' signatures in order, after the types of all values (which place them).
+    return (dict, tuple(obj), types, tuple(parts))
 
 
 def _array_signature(arr: list[Any]) -> tuple[Any, ...] | None:
