@@ -293,5 +293,10 @@ def import_command(store: StoreLocation, path: Path, mode: str) -> None:
     _print_summary(summary, "Imported")
 
 
+from fivetran_source.cli import fivetran_source_command, fivetran_sync_command  # noqa: E402
+
+main.add_command(fivetran_source_command)
+main.add_command(fivetran_sync_command)
+
 if __name__ == "__main__":  # last: every command above must be registered first
     main()

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import orjson
@@ -50,6 +51,7 @@ from connectors.typemap.tree import (
 
 __all__ = [
     "FIVETRAN_NULL",
+    "SCALAR_MEMBERS",
     "FivetranCellError",
     "FivetranColumn",
     "FivetranDataType",
@@ -120,6 +122,13 @@ class FivetranColumn:
 
 
 FIVETRAN_NULL: Final = FivetranValue("null", True)
+
+#: The ``ValueType`` member of each exact Python type a decoded Convex scalar has (``to_fivetran_value``
+#: agrees; arrays and objects are ``json`` text, None is ``null``). For encoders that set protobuf members
+#: directly instead of building a ``FivetranValue`` per value.
+SCALAR_MEMBERS: Final[Mapping[type, ValueMember]] = MappingProxyType(
+    {bool: "bool", int: "long", float: "double", str: "string", bytes: "binary"}
+)
 
 
 class FivetranValueError(TypeMapError):
