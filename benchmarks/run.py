@@ -40,7 +40,14 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
+    # The Fivetran source end to end over gRPC against the client reading the same pages without gRPC;
+    # the records case's note also gives its ratio to --single-records (same run).
+    ("fivetran-source", "ftsrc_raw_pages", "benchmarks.bench_fivetran_source", None),
+    ("fivetran-source", "ftsrc_single_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
+    ("fivetran-source", "ftsrc_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
 ]
+# (case, other case): the case's note gets its rows/s ratio to the other case of the same run.
+EXTRA_RATIOS: list[tuple[str, str]] = [("ftsrc_records", "ftsrc_single_records")]
 
 
 def run_case(module: str, case: str, work: Path, docs: int, extra: list[str]) -> dict:
@@ -70,7 +77,7 @@ def table(results: list[tuple[dict, float | None]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--suite", choices=["all", "engine", "http", "sync"], default="all")
+    ap.add_argument("--suite", choices=["all", "engine", "http", "sync", "fivetran-source"], default="all")
     ap.add_argument("--write-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
@@ -85,6 +92,9 @@ def main() -> None:
             by_case[case] = r
             base = by_case.get(baseline) if baseline else None
             ratio = r["rows_per_s"] / base["rows_per_s"] if base else None
+            for extra_case, other in EXTRA_RATIOS:
+                if case == extra_case and other in by_case:
+                    r["note"] = f"{r['rows_per_s'] / by_case[other]['rows_per_s']:.1f}x {other}; {r.get('note', '')}"
             results.append((r, ratio))
             print(
                 f"{r['name']}: {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True

@@ -29,7 +29,7 @@ from connectors.sync import (
     fivetran_state,
 )
 from connectors.sync.selection import FIVETRAN_ROOT_SCHEMA
-from connectors.typemap.fivetran import SCALAR_MEMBERS, FivetranValueError, creation_time_to_fivetran
+from connectors.typemap.fivetran import SCALAR_MEMBERS, FivetranValueError, creation_time_parts
 from connectors.typemap.jsontext import json_text
 from protos import common_pb2, connector_sdk_pb2
 
@@ -52,7 +52,7 @@ def schema_name(component: str) -> str:
     return component or FIVETRAN_ROOT_SCHEMA
 
 
-def _varint(n: int) -> bytes:
+def _encode_varint(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -61,12 +61,17 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL: Final = tuple(bytes([n]) for n in range(0x80))
+# Varints of every length below 16 KiB, precomputed (a record's length is almost always one of them).
+_VARINTS: Final = tuple(_encode_varint(n) for n in range(1 << 14))
+
+
+def _varint(n: int) -> bytes:
+    return _VARINTS[n] if n < 16384 else _encode_varint(n)
 
 
 def _length_prefixed(tag: bytes, body: bytes) -> bytes:
     n = len(body)
-    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + body
+    return tag + (_VARINTS[n] if n < 16384 else _encode_varint(n)) + body
 
 
 _RECORDS_ITEM_TAG: Final = b"\x0a"  # Records.records = 1, length-delimited
@@ -76,8 +81,13 @@ _RESPONSE_RECORDS_TAG: Final = b"\x32"  # UpdateResponse.records = 6
 
 def records_message(serialized_records: Iterable[bytes]) -> bytes:
     """``UpdateResponse{records: Records{records: [...]}}`` from serialized ``Record`` messages."""
-    body = b"".join(_length_prefixed(_RECORDS_ITEM_TAG, r) for r in serialized_records)
-    return _length_prefixed(_RESPONSE_RECORDS_TAG, body)
+    parts: list[bytes] = []
+    append = parts.append
+    for r in serialized_records:
+        n = len(r)
+        append(_RECORDS_ITEM_TAG + (_VARINTS[n] if n < 16384 else _encode_varint(n)))
+        append(r)
+    return _length_prefixed(_RESPONSE_RECORDS_TAG, b"".join(parts))
 
 
 def record_message(serialized_record: bytes) -> bytes:
@@ -96,10 +106,13 @@ def task_message(text: str) -> bytes:
 
 
 class RecordEncoder:
-    """Serializes records of documents; one instance per Update (it reuses one ``Record`` message)."""
+    """Serializes records of documents; one instance per Update.
+
+    One ``Record`` message is reused for the documents of one call (one page's run of a table) and then
+    dropped: upb keeps what a message allocates in its arena until the message goes away (``Clear()`` does
+    not free it), so a message kept for a whole sync would grow with every row."""
 
     def __init__(self) -> None:
-        self._record = connector_sdk_pb2.Record()
         self._headers: dict[tuple[TableRef, Any], bytes] = {}
 
     def header(self, table: TableRef, kind: Any) -> bytes:
@@ -116,13 +129,15 @@ class RecordEncoder:
     def truncate(self, table: TableRef) -> bytes:
         return self.header(table, TRUNCATE)
 
-    def upserts(self, table: TableRef, documents: Iterable[dict]) -> Iterator[bytes]:
+    def upserts(self, table: TableRef, documents: Iterable[dict]) -> list[bytes]:
         """One serialized UPSERT ``Record`` per document (fivetran-source.md §6.5)."""
         header = self.header(table, UPSERT)
-        record = self._record
+        record = connector_sdk_pb2.Record()
         clear = record.Clear
         serialize = record.SerializeToString
-        members = SCALAR_MEMBERS
+        members = _MEMBERS
+        out: list[bytes] = []
+        append = out.append
         for doc in documents:
             clear()
             data = record.data
@@ -130,10 +145,8 @@ class RecordEncoder:
                 member = members.get(type(value))
                 if name[:1] == "_":
                     if name == CREATION_TIME_FIELD:
-                        ts = creation_time_to_fivetran(value).value
                         target = data[name].utc_datetime
-                        target.seconds = ts.seconds  # type: ignore[union-attr]
-                        target.nanos = ts.nanos  # type: ignore[union-attr]
+                        target.seconds, target.nanos = creation_time_parts(value)
                         continue
                     if name != ID_FIELD:
                         continue  # other system fields are dropped
@@ -148,16 +161,22 @@ class RecordEncoder:
                     data[name].null = True
                 else:
                     data[name].json = json_text(value)
-            yield header + serialize()
+            append(header + serialize())
+        return out
 
-    def deletes(self, table: TableRef, ids: Iterable[str]) -> Iterator[bytes]:
+    def deletes(self, table: TableRef, ids: Iterable[str]) -> list[bytes]:
         """One serialized DELETE ``Record`` per id; its data is ``{"_id": <string>}`` only."""
         header = self.header(table, DELETE)
-        record = self._record
+        record = connector_sdk_pb2.Record()
+        out: list[bytes] = []
         for doc_id in ids:
             record.Clear()
             record.data[ID_FIELD].string = doc_id
-            yield header + record.SerializeToString()
+            out.append(header + record.SerializeToString())
+        return out
+
+
+_MEMBERS: Final[dict[type, str]] = dict(SCALAR_MEMBERS)  # a plain dict: the fastest lookup per value
 
 
 class MessageBuilder:

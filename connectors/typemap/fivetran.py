@@ -59,6 +59,7 @@ __all__ = [
     "FivetranValue",
     "FivetranValueError",
     "ValueMember",
+    "creation_time_parts",
     "creation_time_to_fivetran",
     "fivetran_column_type",
     "fivetran_columns",
@@ -200,11 +201,23 @@ def creation_time_to_fivetran(ms: Any) -> FivetranValue:
         raise FivetranValueError(
             f"Unexpected _creationTime value: a {_tags.value_type_name(ms)}, not a number"
         )
-    if not math.isfinite(ms):
+    return FivetranValue("utc_datetime", FivetranTimestamp(*creation_time_parts(ms)))
+
+
+def creation_time_parts(ms: Any) -> tuple[int, int]:
+    """``_creationTime`` ms -> ``(seconds, nanos)`` of its ``utc_datetime`` (the rule of
+    :func:`creation_time_to_fivetran`, without building a record per value)."""
+    if type(ms) is not float:
+        if type(ms) is not int:
+            raise FivetranValueError(
+                f"Unexpected _creationTime value: a {_tags.value_type_name(ms)}, not a number"
+            )
+        ms = float(ms)
+    if ms - ms != 0.0:
         raise FivetranValueError("Unexpected _creationTime value: not a finite number")
-    seconds, rest = divmod(float(ms), 1000.0)  # rest is exact (fmod) and in [0, 1000)
-    nanos = min(int(rest * 1e6), 999_999_999)
-    return FivetranValue("utc_datetime", FivetranTimestamp(int(seconds), nanos))
+    seconds, rest = divmod(ms, 1000.0)  # rest is exact (fmod) and in [0, 1000)
+    nanos = int(rest * 1e6)
+    return int(seconds), nanos if nanos < 999_999_999 else 999_999_999
 
 
 def _to_value(v: values.Value) -> FivetranValue:
