@@ -67,7 +67,12 @@ def fivetran_sync_command(
     client, applying Fivetran's semantics (upsert by `_id`, `_fivetran_synced`, `_fivetran_deleted`,
     TRUNCATE). Run it again to sync the changes since the last checkpoint.
     """
+    import logging
+
     from fivetran_source.runner import RunnerError, SyncRunner
+
+    # The connector runs in this process: its failures reach the user once, as this command's error.
+    logging.getLogger("fivetran_source").setLevel(logging.ERROR)
 
     try:
         summary = SyncRunner(

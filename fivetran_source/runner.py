@@ -27,7 +27,7 @@ from connectors.fivetran.jsonlog import register_secret
 from connectors.fivetran.server import ServerSettings, create_server
 from connectors.typemap.fivetran import FivetranDataType
 from fivetran_source.service import SourceConnector, SourceOptions, register
-from fivetran_source.warehouse import Cell, Warehouse, WarehouseError
+from fivetran_source.warehouse import Cell, Warehouse, WarehouseError, warehouse_kind
 from protos import common_pb2, connector_sdk_pb2, connector_sdk_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,10 @@ class SyncRunner:
         self.progress = progress
 
     def run(self) -> SyncSummary:
+        try:
+            warehouse_kind(self.warehouse_path)
+        except WarehouseError as exc:
+            raise RunnerError(str(exc)) from None
         connector = SourceConnector(SourceOptions(single_records=self.single_records))
         bound = create_server(
             ServerSettings(port=0, max_workers=4, grace_seconds=5), register(connector), (LOOPBACK,)

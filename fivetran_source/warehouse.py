@@ -99,32 +99,38 @@ class _Table:
         self.pending: dict[str, dict[str, Cell]] = {}
 
 
+def warehouse_kind(path: Path) -> str:
+    """``duckdb`` or ``sqlite`` from the file name; WarehouseError for anything else."""
+    suffix = path.suffix.lower()
+    if suffix in DUCKDB_SUFFIXES:
+        return "duckdb"
+    if suffix in SQLITE_SUFFIXES:
+        return "sqlite"
+    raise WarehouseError(
+        f"Unknown warehouse file type {path.name!r}: use a name ending in .duckdb (DuckDB) or "
+        ".sqlite / .db (SQLite)."
+    )
+
+
 class Warehouse:
     """DuckDB or SQLite, chosen by the file's suffix."""
 
     def __init__(
         self, path: Path, declared: Mapping[tuple[str, str], Mapping[str, FivetranDataType]]
     ) -> None:
-        suffix = path.suffix.lower()
         self.path = path
         self.declared = declared
-        if suffix in DUCKDB_SUFFIXES:
+        self.kind = warehouse_kind(path)
+        if self.kind == "duckdb":
             import duckdb
 
-            self.kind = "duckdb"
             self._duck = duckdb.connect(str(path))
             self._duck.execute("BEGIN")
             self._types = _DUCKDB_TYPES
-        elif suffix in SQLITE_SUFFIXES:
-            self.kind = "sqlite"
+        else:
             self._sqlite = sqlite3.connect(str(path), isolation_level=None)
             self._sqlite.execute("BEGIN")
             self._types = _SQLITE_TYPES
-        else:
-            raise WarehouseError(
-                f"Unknown warehouse file type {path.name!r}: use a name ending in .duckdb (DuckDB) or "
-                ".sqlite / .db (SQLite)."
-            )
         self._tables: dict[tuple[str, str], _Table] = {}
         self._last_synced = datetime.fromtimestamp(0, UTC)
 
@@ -175,17 +181,17 @@ class Warehouse:
         if existing is None:
             if self.kind == "duckdb":
                 self._exec(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
-            self._exec(
-                f"CREATE TABLE {self.table_sql_name(schema, name)} ({_q(ID_FIELD)} "
-                f"{self._types[FivetranDataType.STRING]} PRIMARY KEY, "
-                f"{_q(FIVETRAN_SYNCED_COLUMN)} {self._types[FivetranDataType.UTC_DATETIME]} NOT NULL, "
-                f"{_q(FIVETRAN_DELETED_COLUMN)} BOOLEAN NOT NULL)"
-            )
-            existing = {
-                ID_FIELD: FivetranDataType.STRING,
-                FIVETRAN_SYNCED_COLUMN: FivetranDataType.UTC_DATETIME,
-                FIVETRAN_DELETED_COLUMN: FivetranDataType.BOOLEAN,
-            }
+            # The columns the Schema response types come first, in its order; the system columns next;
+            # columns Fivetran must infer are added when their first non-null value arrives.
+            existing = {ID_FIELD: FivetranDataType.STRING}
+            for column, dt in self.declared.get(key, {}).items():
+                if column != ID_FIELD and dt in self._types:
+                    existing[column] = dt
+            existing[FIVETRAN_SYNCED_COLUMN] = FivetranDataType.UTC_DATETIME
+            existing[FIVETRAN_DELETED_COLUMN] = FivetranDataType.BOOLEAN
+            columns = [f"{_q(c)} {self._types[dt]}" for c, dt in existing.items()]
+            columns[0] += " PRIMARY KEY"
+            self._exec(f"CREATE TABLE {self.table_sql_name(schema, name)} ({', '.join(columns)})")
         found = self._tables[key] = _Table(schema, name, existing)
         return found
 
