@@ -102,7 +102,9 @@ class Connector:
         return Update(list(self.stub.Update(request)))
 
     def schema(self, configuration: Mapping[str, str] | None = None) -> connector_sdk_pb2.SchemaResponse:
-        return self.stub.Schema(connector_sdk_pb2.SchemaRequest(configuration=configuration or self.configuration))
+        return self.stub.Schema(
+            connector_sdk_pb2.SchemaRequest(configuration=configuration or self.configuration)
+        )
 
     def test(self, configuration: Mapping[str, str]) -> common_pb2.TestResponse:
         return self.stub.Test(common_pb2.TestRequest(name="connection", configuration=configuration))
@@ -110,7 +112,9 @@ class Connector:
 
 @pytest.fixture
 def live(server_factory: ServerFactory) -> LiveServer:
-    return server_factory.start(DeploymentConfig(background=False, snapshot_page_limit=PAGE, deltas_page_limit=PAGE))
+    return server_factory.start(
+        DeploymentConfig(background=False, snapshot_page_limit=PAGE, deltas_page_limit=PAGE)
+    )
 
 
 @pytest.fixture
@@ -170,7 +174,9 @@ def expected(dep: Deployment, tables: list[tuple[str, str]]) -> dict[Key, dict[s
             for name, fv in fivetran_row(doc).items():
                 v = fv.value
                 row[name] = (
-                    ("utc_datetime", v.seconds, v.nanos) if isinstance(v, FivetranTimestamp) else (fv.member, v)
+                    ("utc_datetime", v.seconds, v.nanos)
+                    if isinstance(v, FivetranTimestamp)
+                    else (fv.member, v)
                 )
             rows[doc_id] = row
         out[(component or "app", table)] = rows
@@ -178,8 +184,14 @@ def expected(dep: Deployment, tables: list[tuple[str, str]]) -> dict[Key, dict[s
 
 
 def seed(dep: Deployment, users: int = 29, entries: int = 31) -> None:
-    write(dep, "users", [{"name": f"u{i}", "age": i, "blob": bytes([i]), "tags": [i, "x"]} for i in range(users)])
-    write(dep, "entries", [{"email": f"e{i}@x", "score": i / 3} for i in range(entries)], component="waitlist")
+    write(
+        dep,
+        "users",
+        [{"name": f"u{i}", "age": i, "blob": bytes([i]), "tags": [i, "x"]} for i in range(users)],
+    )
+    write(
+        dep, "entries", [{"email": f"e{i}@x", "score": i / 3} for i in range(entries)], component="waitlist"
+    )
 
 
 TABLES = [("", "users"), ("waitlist", "entries"), ("", "posts")]
@@ -192,10 +204,20 @@ def test_configuration_form(connector: Connector) -> None:
     form = connector.stub.ConfigurationForm(common_pb2.ConfigurationFormRequest())
     assert form.schema_selection_supported and form.table_selection_supported
     url, key = form.fields
-    assert (url.name, url.label, url.required, url.text_field) == ("url", "Deployment URL", True, common_pb2.PlainText)
+    assert (url.name, url.label, url.required, url.text_field) == (
+        "url",
+        "Deployment URL",
+        True,
+        common_pb2.PlainText,
+    )
     assert url.placeholder == "https://aware-llama-900.convex.cloud"
     assert url.description.startswith("The domain where the deployment is hosted.")
-    assert (key.name, key.label, key.required, key.text_field) == ("key", "Deploy Key", True, common_pb2.Password)
+    assert (key.name, key.label, key.required, key.text_field) == (
+        "key",
+        "Deploy Key",
+        True,
+        common_pb2.Password,
+    )
     assert not key.HasField("placeholder") and not key.HasField("default_value")
     assert [(t.name, t.label) for t in form.tests] == [("connection", "Test connection")]
 
@@ -203,8 +225,13 @@ def test_configuration_form(connector: Connector) -> None:
 def test_test_rpc(connector: Connector, live: LiveServer) -> None:
     assert connector.test({"url": live.url, "key": live.export_key}).success
     assert connector.test({"key": "k"}).failure == "Missing url"
-    assert connector.test({"url": "aware lalama convex", "key": "k"}).failure == "Invalid url (must be an URL)"
-    assert connector.test({"url": live.url + "/api/", "key": "k"}).failure == "Invalid deploy URL: must be a root URL."
+    assert (
+        connector.test({"url": "aware lalama convex", "key": "k"}).failure == "Invalid url (must be an URL)"
+    )
+    assert (
+        connector.test({"url": live.url + "/api/", "key": "k"}).failure
+        == "Invalid deploy URL: must be a root URL."
+    )
     assert connector.test({"url": live.url}).failure == "Missing key"
     wrong = connector.test({"url": live.url, "key": "prod:nope|0123456789abcdef"}).failure
     assert wrong.startswith(
@@ -261,7 +288,9 @@ def test_initial_sync_pages(connector: Connector, live: LiveServer, count: int) 
     states = [orjson.loads(s) for s in update.checkpoints]
     assert pages <= len(states) <= pages + 2
     assert all("InitialSync" in s["checkpoint"] for s in states[:-1])
-    assert states[-1]["checkpoint"] == {"DeltaUpdates": {"cursor": states[-2]["checkpoint"]["InitialSync"]["snapshot"]}}
+    assert states[-1]["checkpoint"] == {
+        "DeltaUpdates": {"cursor": states[-2]["checkpoint"]["InitialSync"]["snapshot"]}
+    }
     assert states[-1]["tablesSeen"] == ["users", "waitlist/entries"]
     assert update.kinds[-1] == "checkpoint", "the stream ends after the final checkpoint"
     assert Replica().apply(update.records).contents() == expected(live.deployment, TABLES)
@@ -360,6 +389,8 @@ def test_deltas_apply_inserts_patches_and_deletes(connector: Connector, live: Li
     assert len(delta.checkpoints) >= 2
     assert all("DeltaUpdates" in s for s in delta.checkpoints)
     assert replica.apply(delta.records).contents() == expected(dep, TABLES)
+    # A parallel fresh full sync yields the same destination contents.
+    assert Replica().apply(connector.update().records).contents() == replica.contents()
     # A quiet deployment: one checkpoint, the cursor never goes back.
     quiet = connector.update(delta.checkpoints[-1])
     assert quiet.records == [] and len(quiet.checkpoints) == 1
@@ -400,7 +431,9 @@ def test_resync_from_empty_state_truncates_each_table(connector: Connector, live
 # --- selection --------------------------------------------------------------------------------------------
 
 
-def selection(*schemas: connector_sdk_pb2.SchemaSelection, new_schemas: bool = False) -> connector_sdk_pb2.Selection:
+def selection(
+    *schemas: connector_sdk_pb2.SchemaSelection, new_schemas: bool = False
+) -> connector_sdk_pb2.Selection:
     return connector_sdk_pb2.Selection(
         with_schema=connector_sdk_pb2.TablesWithSchema(schemas=list(schemas), include_new_schemas=new_schemas)
     )
@@ -423,13 +456,20 @@ def test_table_column_and_component_selection(connector: Connector, live: LiveSe
     )
     update = connector.update(selection=only_users)
     assert {(r.schema_name, r.table_name) for r in update.records} == {("app", "users")}
-    assert all("age" not in r.data and "name" in r.data for r in update.records if r.type == common_pb2.UPSERT)
+    assert all(
+        "age" not in r.data and "name" in r.data for r in update.records if r.type == common_pb2.UPSERT
+    )
     # Root excluded, new schemas included: only component tables.
-    components = selection(connector_sdk_pb2.SchemaSelection(schema_name="app", included=False), new_schemas=True)
+    components = selection(
+        connector_sdk_pb2.SchemaSelection(schema_name="app", included=False), new_schemas=True
+    )
     update = connector.update(selection=components)
     assert {(r.schema_name, r.table_name) for r in update.records} == {("waitlist", "entries")}
     without = connector_sdk_pb2.Selection(without_schema=connector_sdk_pb2.TablesWithNoSchema())
-    assert connector.update(selection=without).task == "Fivetran unexpectedly sent a selection setting without a schema."
+    assert (
+        connector.update(selection=without).task
+        == "Fivetran unexpectedly sent a selection setting without a schema."
+    )
 
 
 def test_selection_changes_are_not_retroactive(connector: Connector, live: LiveServer) -> None:
@@ -438,7 +478,9 @@ def test_selection_changes_are_not_retroactive(connector: Connector, live: LiveS
         connector_sdk_pb2.SchemaSelection(
             schema_name="app",
             included=True,
-            tables=[connector_sdk_pb2.TableSelection(table_name="users", included=True, include_new_columns=True)],
+            tables=[
+                connector_sdk_pb2.TableSelection(table_name="users", included=True, include_new_columns=True)
+            ],
         )
     )
     initial = connector.update(selection=narrow)
@@ -535,3 +577,39 @@ def test_runner_warehouse_equals_the_deployment(live: LiveServer, tmp_path: Any,
     for doc_id, doc in live_docs.items():
         if doc_id != users[0] and "blob" in doc:
             assert bytes(rows[doc_id]["blob"]) == doc["blob"]
+
+
+# --- state compatibility with Convex's connector ---------------------------------------------------------------
+
+
+def reference_state(checkpoint: dict[str, Any], tables_seen: list[str] | None) -> str:
+    """The state JSON as Convex's connector (serde, struct field order, compact) writes it."""
+    if "InitialSync" in checkpoint:
+        inner = checkpoint["InitialSync"]
+        body = (
+            f'{{"InitialSync":{{"snapshot":{inner["snapshot"]},'
+            f'"cursor":{orjson.dumps(inner["cursor"]).decode()}}}}}'
+        )
+    else:
+        body = f'{{"DeltaUpdates":{{"cursor":{checkpoint["DeltaUpdates"]["cursor"]}}}}}'
+    seen = "null" if tables_seen is None else orjson.dumps(sorted(tables_seen)).decode()
+    return f'{{"version":2,"checkpoint":{body},"tablesSeen":{seen}}}'
+
+
+def test_states_move_between_our_connector_and_convexs(connector: Connector, live: LiveServer) -> None:
+    seed(live.deployment, 12, 4)
+    full = connector.update()
+    for state_json in full.checkpoints:
+        parsed = orjson.loads(state_json)
+        assert set(parsed) == {"version", "checkpoint", "tablesSeen"}
+        # Byte-identical to what the reference writes for the same position.
+        assert state_json == reference_state(parsed["checkpoint"], parsed["tablesSeen"])
+    # The reverse: a state written by the reference (here: its exact layout, and its legacy form without
+    # tablesSeen) resumes in ours without a re-sync.
+    middle = orjson.loads(full.checkpoints[0])
+    resumed = connector.update(reference_state(middle["checkpoint"], middle["tablesSeen"]))
+    assert resumed.task is None and "DeltaUpdates" in resumed.checkpoints[-1]
+    cursor = orjson.loads(full.checkpoints[-1])["checkpoint"]["DeltaUpdates"]["cursor"]
+    legacy = f'{{"version":2,"checkpoint":{{"DeltaUpdates":{{"cursor":{cursor}}}}}}}'
+    delta = connector.update(legacy)
+    assert delta.task is None and orjson.loads(delta.checkpoints[-1])["tablesSeen"] is None
