@@ -27,6 +27,7 @@ from connectors.client import ClientConfig, ConvexClient
 from connectors.constants import CREATION_TIME_FIELD, ID_FIELD
 from connectors.fivetran.config import ConfigurationError, ConnectorConfig, parse_configuration
 from connectors.sync import (
+    ExportReader,
     FivetranSchemaChoice,
     FivetranSelection,
     FivetranTableChoice,
@@ -283,7 +284,7 @@ class AppComponentError(ConfigurationError):
     """A component is named ``app``, the Fivetran schema of the root component."""
 
 
-def discover_schema(reader: HttpReader) -> list[common_pb2.Schema]:
+def discover_schema(reader: ExportReader) -> list[common_pb2.Schema]:
     """One Fivetran schema per component, one table per Convex table (fivetran-source.md §5)."""
     by_component = reader.table_columns()
     if FIVETRAN_ROOT_SCHEMA in by_component:
@@ -314,7 +315,7 @@ def _column_type(shape: ObjectType | None, name: str) -> Any:
     return int(FivetranDataType.UNSPECIFIED if found is None else fivetran_column_type(found.type))
 
 
-def _table_shapes(reader: HttpReader, by_component: Mapping[str, Any]) -> dict[tuple[str, str], ObjectType]:
+def _table_shapes(reader: ExportReader, by_component: Mapping[str, Any]) -> dict[tuple[str, str], ObjectType]:
     """Exact table shapes from ``json_schemas``, where the deployment gives them unambiguously.
 
     Servers that know ``byComponent`` answer per component; others (Convex deployments without it) answer
@@ -329,9 +330,9 @@ def _table_shapes(reader: HttpReader, by_component: Mapping[str, Any]) -> dict[t
         )
         return {}
     out: dict[tuple[str, str], ObjectType] = {}
-    flat = all(isinstance(v, dict) and v.get("type") == "object" for v in raw.values()) and not all(
-        k in by_component for k in raw
-    )
+    # Flat: every value is a table schema. Grouped: every value maps table names to schemas (a table schema
+    # has "type": "object"; a group's "type" entry, if a table has that name, is a schema, not a string).
+    flat = all(isinstance(v, dict) and v.get("type") == "object" for v in raw.values())
     if flat:
         owners: dict[str, list[str]] = {}
         for component, tables in by_component.items():

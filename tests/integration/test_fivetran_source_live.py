@@ -613,3 +613,19 @@ def test_states_move_between_our_connector_and_convexs(connector: Connector, liv
     legacy = f'{{"version":2,"checkpoint":{{"DeltaUpdates":{{"cursor":{cursor}}}}}}}'
     delta = connector.update(legacy)
     assert delta.task is None and orjson.loads(delta.checkpoints[-1])["tablesSeen"] is None
+
+
+def test_a_cancelled_update_stops_its_producer(connector: Connector, live: LiveServer) -> None:
+    import threading
+    import time
+
+    seed(live.deployment, 60, 0)
+    request = connector_sdk_pb2.UpdateRequest(configuration=connector.configuration)
+    stream = connector.stub.Update(request)
+    first = next(stream)
+    assert first.WhichOneof("operation") == "records"
+    stream.cancel()
+    deadline = time.monotonic() + 10
+    while any(t.name == "fivetran-update" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "fivetran-update" for t in threading.enumerate())
