@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -575,8 +576,15 @@ def test_runner_warehouse_equals_the_deployment(live: LiveServer, tmp_path: Any,
     new = next(r for r in rows.values() if r["name"] == "new")
     assert new["extra"] in (True, 1) and new["age"] is None
     for doc_id, doc in live_docs.items():
-        if doc_id != users[0] and "blob" in doc:
-            assert bytes(rows[doc_id]["blob"]) == doc["blob"]
+        row = rows[doc_id]
+        assert row["name"] == doc["name"]
+        created = row["_creationTime"]
+        created = created if not isinstance(created, str) else datetime.fromisoformat(created)
+        assert created.timestamp() == pytest.approx(doc["_creationTime"] / 1000, abs=1e-6)
+        if "tags" in doc:
+            assert orjson.loads(row["tags"]) == [str(t) if isinstance(t, int) else t for t in doc["tags"]]
+        if "blob" in doc:
+            assert bytes(row["blob"]) == doc["blob"]
 
 
 # --- state compatibility with Convex's connector ---------------------------------------------------------------
