@@ -5,6 +5,11 @@
 ``http_list_snapshot`` and ``http_document_deltas`` read the deployment the engine benchmarks built in
 ``DIR/engine``; the import cases write a fresh deployment. The server's peak RSS (VmHWM) is reported in the
 note; the row's peak RSS column is the client's.
+
+The import cases have in-process baselines measured in the same run (``benchmarks.run`` divides by them):
+``http_engine_insert`` is ``tx.insert`` of exactly the rows the server stores for the Airbyte cases (every
+number a Float64), 1000 a transaction like the 1000-record requests; ``http_engine_insert_fivetran`` the
+same for the Fivetran rows (with their ``fivetran`` object), 500 a transaction like the 500-row requests.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Result, emit, peak_rss_mb, standard_documents
-from connectors.client import AirbyteMessage, AirbyteStream, ClientConfig, ConvexClient
+from connectors.client import AirbyteMessage, AirbyteStream, ClientConfig, ConvexClient, FivetranOperation
 from connectors.selection import Selection
 
 BATCH = 1000
+FIVETRAN_BATCH = 500  # rows per apply_fivetran_operations call, as Convex's destination sends them
 IMPORT_DOCS_MAX = 200_000
+SYNCED_MS = 1_704_773_419_156.0
 
 
 def serve(work: Path, name: str) -> None:
@@ -118,6 +125,97 @@ def _airbyte_messages(n: int, table: str):
         yield AirbyteMessage(table_name=table, data=doc)
 
 
+def _as_stored(doc: dict) -> dict:
+    """The row as the Airbyte import stores it: every JSON number becomes a Float64."""
+    return {k: float(v) if type(v) is int else v for k, v in doc.items()}
+
+
+def _fivetran_row(doc: dict) -> dict:
+    return {**_as_stored(doc), "fivetran": {"synced": SYNCED_MS, "deleted": False}}
+
+
+def engine_insert_same_rows(work: Path, n: int, fivetran: bool) -> Result:
+    """Baseline: the engine's own ``tx.insert`` of the rows the HTTP case stores, in the same batch sizes."""
+    from connectors.backend.engine import Deployment, DeploymentConfig
+
+    n = min(n, IMPORT_DOCS_MAX)
+    batch = FIVETRAN_BATCH if fivetran else BATCH
+    convert = _fivetran_row if fivetran else _as_stored
+    name = "engine_baseline_fivetran" if fivetran else "engine_baseline"
+    dep = Deployment.open(data_dir=work / name, config=DeploymentConfig(background=False))
+    with dep.transaction() as tx:
+        tx.create_table("events")
+    docs = standard_documents(n, seed=7)
+    elapsed = 0.0
+    count = 0
+    while True:
+        rows = [convert(d) for d in itertools.islice(docs, batch)]  # not timed, like the client's encoding
+        if not rows:
+            break
+        t0 = time.perf_counter()
+        with dep.transaction() as tx:
+            for row in rows:
+                tx.insert("events", row)
+        elapsed += time.perf_counter() - t0
+        count += len(rows)
+    dep.close()
+    what = "Fivetran rows, 500" if fivetran else "Airbyte rows, 1000"
+    return Result(
+        f"engine insert of the same rows ({what}/transaction; baseline) (sqlite)",
+        count,
+        elapsed,
+        peak_rss_mb(),
+    )
+
+
+def http_fivetran_upsert(work: Path, n: int) -> Result:
+    """``apply_fivetran_operations`` Upserts of new rows in 500-row batches, primary-key index ready."""
+    n = min(n, IMPORT_DOCS_MAX)
+    server = Server(work, "import_fivetran")
+    table = "events"
+    try:
+        with _client(server) as client:
+            client.fivetran_create_table(
+                {
+                    "tableName": table,
+                    "indexes": [
+                        {
+                            "indexDescriptor": "_fivetran_by_primary_key",
+                            "fields": ["fivetran.deleted", "external_id"],
+                        },
+                        {
+                            "indexDescriptor": "_fivetran_by_synced",
+                            "fields": ["fivetran.deleted", "fivetran.synced"],
+                        },
+                    ],
+                }
+            )
+            docs = standard_documents(n, seed=7)
+            elapsed = 0.0
+            count = 0
+            while True:
+                batch = [
+                    FivetranOperation(table=table, operation="Upsert", row=_fivetran_row(d))
+                    for d in itertools.islice(docs, FIVETRAN_BATCH)
+                ]
+                if not batch:
+                    break
+                t0 = time.perf_counter()
+                client.apply_fivetran_operations(batch)
+                elapsed += time.perf_counter() - t0
+                count += len(batch)
+        rss = server.peak_rss_mb()
+    finally:
+        server.stop()
+    return Result(
+        f"HTTP apply_fivetran_operations, Upsert of new rows, batches of {FIVETRAN_BATCH} (sqlite)",
+        count,
+        elapsed,
+        peak_rss_mb(),
+        note=f"server peak RSS {rss:.0f} MB",
+    )
+
+
 def http_import(work: Path, n: int, dedup: bool) -> Result:
     n = min(n, IMPORT_DOCS_MAX)
     name = "import_dedup" if dedup else "import_append"
@@ -155,7 +253,7 @@ def http_import(work: Path, n: int, dedup: bool) -> Result:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description="HTTP benchmarks; see the module docstring.")
     ap.add_argument("case")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--docs", type=int, default=1_000_000)
@@ -169,6 +267,9 @@ def main() -> None:
         "http_document_deltas": lambda: http_document_deltas(a.work),
         "http_import_append": lambda: http_import(a.work, a.docs, dedup=False),
         "http_import_dedup": lambda: http_import(a.work, a.docs, dedup=True),
+        "http_engine_insert": lambda: engine_insert_same_rows(a.work, a.docs, fivetran=False),
+        "http_engine_insert_fivetran": lambda: engine_insert_same_rows(a.work, a.docs, fivetran=True),
+        "http_fivetran_upsert": lambda: http_fivetran_upsert(a.work, a.docs),
     }
     if a.case not in cases:
         raise SystemExit(f"unknown case {a.case}")

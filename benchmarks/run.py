@@ -3,6 +3,7 @@
     python -m benchmarks.run                     # 1 M documents, SQLite, all suites
     python -m benchmarks.run --docs 100000 --suite engine
     python -m benchmarks.run --docs 1000000 --suite sync  # builds its own deployment when run alone
+    python -m benchmarks.run --docs 1000000 --suite export
     python -m benchmarks.run --write-readme      # update the table in benchmarks/README.md
 
 Each case runs in its own subprocess so its peak RSS is its own. Baselines run in the same invocation,
@@ -35,8 +36,12 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # Same end product on both sides: every document decoded to Python values.
     ("http", "http_list_snapshot", "benchmarks.bench_http", "list_decode"),
     ("http", "http_document_deltas", "benchmarks.bench_http", None),
-    ("http", "http_import_append", "benchmarks.bench_http", None),
-    ("http", "http_import_dedup", "benchmarks.bench_http", None),
+    # Import paths against the engine's own insert of the same rows, measured in the same run.
+    ("http", "http_engine_insert", "benchmarks.bench_http", None),
+    ("http", "http_import_append", "benchmarks.bench_http", "http_engine_insert"),
+    ("http", "http_import_dedup", "benchmarks.bench_http", "http_engine_insert"),
+    ("http", "http_engine_insert_fivetran", "benchmarks.bench_http", None),
+    ("http", "http_fivetran_upsert", "benchmarks.bench_http", "http_engine_insert_fivetran"),
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
@@ -45,6 +50,17 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("fivetran-source", "ftsrc_raw_pages", "benchmarks.bench_fivetran_source", None),
     ("fivetran-source", "ftsrc_single_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
     ("fivetran-source", "ftsrc_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
+    # Airbyte source: ours against the published connector on the same server (and the client alone).
+    ("airbyte", "airbyte_source_client", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_published_full_refresh", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_published_incremental", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_source_full_refresh", "benchmarks.bench_airbyte_source", "airbyte_published_full_refresh"),
+    ("airbyte", "airbyte_source_incremental", "benchmarks.bench_airbyte_source", "airbyte_published_incremental"),
+    # The snapshot export (issue #11) against the raw pipeline: client pages written with pyarrow directly.
+    ("export", "export_raw_pipeline", "benchmarks.bench_export", None),
+    ("export", "export_parquet_http", "benchmarks.bench_export", "export_raw_pipeline"),
+    ("export", "export_parquet_local", "benchmarks.bench_export", "export_raw_pipeline"),
+    ("export", "export_avro_http", "benchmarks.bench_export", "export_raw_pipeline"),
 ]
 # (case, other case): the case's note gets its rows/s ratio to the other case of the same run.
 EXTRA_RATIOS: list[tuple[str, str]] = [("ftsrc_records", "ftsrc_single_records")]
@@ -77,7 +93,7 @@ def table(results: list[tuple[dict, float | None]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--suite", choices=["all", "engine", "http", "sync", "fivetran-source"], default="all")
+    ap.add_argument("--suite", choices=["all", *dict.fromkeys(suite for suite, *_ in CASES)], default="all")
     ap.add_argument("--write-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()

@@ -11,14 +11,24 @@ from typing import Any, Final
 
 from connectors.errors import PlainError
 from connectors.identifiers import IDENTIFIER_PREFIX, valid_identifier_field
-from connectors.values import Value
+from connectors.values import MAX_NESTING, NestingTooDeepError, Value, nesting_depth, too_deep_message
 
 DUPLICATE_FIELD_LIMIT: Final = 3
 CDC_DELETED_FIELD: Final = IDENTIFIER_PREFIX + "ab_cdc_deleted_at"
 CDC_PREFIX: Final = IDENTIFIER_PREFIX + "ab_cdc"
 
 
-def _convert_value(v: Any) -> Value:
+# JSON values that convert to themselves: skipped without a call (the common case).
+_AS_IS: Final = frozenset({str, float, bool, type(None)})
+
+
+class _TooDeep(Exception):
+    """A container deeper than MAX_NESTING: raised before recursing into it, so the stack depth never
+    depends on the record."""
+
+
+def _convert_value(v: Any, levels: int) -> Value:
+    """``levels``: how many levels of containers ``v`` may still open (``data`` may open MAX_NESTING)."""
     t = type(v)
     if t is str or t is bool or v is None or t is float:
         return v
@@ -29,13 +39,18 @@ def _convert_value(v: Any) -> Value:
         except OverflowError:
             raise PlainError("A number in the record is too large for a Float64") from None
     if t is dict:
-        return _convert_object(v)
+        return _convert_object(v, levels)
     if t is list:
-        return [_convert_value(x) for x in v]
+        if levels <= 0:
+            raise _TooDeep
+        return [_convert_value(x, levels - 1) for x in v]
     raise PlainError(f"Unsupported JSON value of type {t.__name__} in the record")
 
 
-def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
+def _convert_object(d: dict[str, Any], levels: int) -> dict[str, Value]:
+    if levels <= 0:
+        raise _TooDeep
+    below = levels - 1
     renamed: dict[str, str] | None = None
     for k in d:
         new = valid_identifier_field(k)
@@ -44,7 +59,10 @@ def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
                 renamed = {}
             renamed[k] = new
     if renamed is None:  # common case: every key is already valid
-        return {k: _convert_value(v) for k, v in d.items()}
+        out: dict[str, Value] = {}
+        for k, v in d.items():
+            out[k] = v if type(v) in _AS_IS else _convert_value(v, below)
+        return out
 
     # Collision rule. Upstream only checks renamed keys against the original keys; we also check them
     # against keys earlier renamed keys took (streaming-import.md §13.5), in sorted order of the original
@@ -60,7 +78,7 @@ def _convert_object(d: dict[str, Any]) -> dict[str, Value]:
             raise PlainError(f"Too many duplicate field names found for modified field {candidate}")
         taken.add(candidate)
         renamed[k] = candidate
-    return {renamed.get(k, k): _convert_value(v) for k, v in d.items()}
+    return {renamed.get(k, k): v if type(v) in _AS_IS else _convert_value(v, below) for k, v in d.items()}
 
 
 def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
@@ -70,7 +88,10 @@ def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
     top-level ``source_ab_cdc*`` field is then removed."""
     if type(data) is not dict:
         raise PlainError(f"Airbyte record data must be a JSON object, not {type(data).__name__}")
-    obj = _convert_object(data)
+    try:
+        obj = _convert_object(data, MAX_NESTING)
+    except _TooDeep:
+        raise NestingTooDeepError(too_deep_message(nesting_depth(data))) from None
     deleted = obj.get(CDC_DELETED_FIELD) is not None
     if any(k.startswith(CDC_PREFIX) for k in obj):
         obj = {k: v for k, v in obj.items() if not k.startswith(CDC_PREFIX)}

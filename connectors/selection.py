@@ -21,6 +21,7 @@ Parsing (``Selection.parse``, ``parse_selection_args``) only checks the JSON sha
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -291,7 +292,7 @@ def validate_table_name(name: str) -> None:
     # System names (leading "_") are identifiers too; they simply never match an exported table.
     if not is_valid_identifier(name):
         raise PlainError(
-            f"Invalid table name {name!r}: identifiers must start with a letter or underscore, contain "
+            f"Invalid table name {_quoted(name)}: identifiers must start with a letter or underscore, contain "
             f"only letters, digits and underscores, not be only underscores, and be at most "
             f"{MAX_IDENTIFIER_BYTES} characters"
         )
@@ -303,7 +304,7 @@ def validate_component_path(path: str) -> None:
     for segment in path.split("/"):
         if not is_valid_identifier(segment):
             raise PlainError(
-                f"Invalid component path {path!r}: each '/'-separated segment must be an identifier "
+                f"Invalid component path {_quoted(path)}: each '/'-separated segment must be an identifier "
                 f"(letters, digits and underscores, not starting with a digit, at most "
                 f"{MAX_IDENTIFIER_BYTES} characters)"
             )
@@ -349,17 +350,41 @@ def _entry_to_json(entry: ComponentEntry | TableEntry, short: bool) -> Any:
     return entry.to_json(short)
 
 
+# Names and values quoted in messages are cut to this many characters (never echo unbounded input).
+_QUOTE_MAX: Final = 64
+
+
+def _quoted(name: str) -> str:
+    """A user-supplied string for a message: JSON-quoted, cut with ``…`` when long."""
+    if len(name) > _QUOTE_MAX:
+        return json.dumps(name[:_QUOTE_MAX], ensure_ascii=False)[:-1] + '…"'
+    return json.dumps(name, ensure_ascii=False)
+
+
 def _describe(obj: object) -> str:
+    """A JSON value for a message: a (cut) string, or the JSON type of anything else."""
     if isinstance(obj, str):
-        return f'"{obj}"'
+        return _quoted(obj)
     if obj is None:
         return "null"
+    if isinstance(obj, bool):
+        return "a boolean"
+    if isinstance(obj, int | float):
+        return "a number"
+    if isinstance(obj, list):
+        return "an array"
+    if isinstance(obj, Mapping):
+        return "an object"
     return type(obj).__name__
 
 
 def _expect_object(obj: object, where: str, error_code: str) -> Mapping[str, Any]:
     if not isinstance(obj, Mapping):
-        raise BadRequestError(error_code, f"Invalid {where}: expected an object, got {_describe(obj)}")
+        raise BadRequestError(
+            error_code,
+            f'Invalid value for {where}: expected an object such as {{"_other": "included"}}, got '
+            f"{_describe(obj)}",
+        )
     return obj
 
 
@@ -375,12 +400,12 @@ def _parse_excluded_literal(obj: str, where: str, error_code: str) -> Literal[In
         return EXCLUDED
     raise BadRequestError(
         error_code,
-        f'Invalid value "{obj}" for {where}: expected "excluded" (or "excl") or an object with `_other`',
+        f'Invalid value {_quoted(obj)} for {where}: expected "excluded" (or "excl") or an object with `_other`',
     )
 
 
 def _parse_component(path: str, obj: object, error_code: str) -> ComponentEntry:
-    where = f'the selection of component "{path}"'
+    where = f"the selection of component {_quoted(path)}"
     if isinstance(obj, str):
         return _parse_excluded_literal(obj, where, error_code)
     mapping = _expect_object(obj, where, error_code)
@@ -394,7 +419,7 @@ def _parse_component(path: str, obj: object, error_code: str) -> ComponentEntry:
 
 
 def _parse_table(path: str, table: str, obj: object, error_code: str) -> TableEntry:
-    where = f'the selection of table "{table}" in component "{path}"'
+    where = f"the selection of table {_quoted(table)} in component {_quoted(path)}"
     if isinstance(obj, str):
         return _parse_excluded_literal(obj, where, error_code)
     mapping = _expect_object(obj, where, error_code)
@@ -403,5 +428,5 @@ def _parse_table(path: str, table: str, obj: object, error_code: str) -> TableEn
     for column, value in mapping.items():
         if column == OTHER_KEY:
             continue
-        columns[column] = Inclusion.parse(value, f'column "{column}" of {where}', error_code).included
+        columns[column] = Inclusion.parse(value, f"column {_quoted(column)} of {where}", error_code).included
     return TableSelection(columns, other)

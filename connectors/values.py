@@ -97,19 +97,90 @@ class _Problem(Exception):
         return InvalidValueError(self.message, format_path(reversed(self.rev_path)))
 
 
+class NestingTooDeepError(InvalidValueError):
+    """400 ``InvalidValue``: objects and arrays nested deeper than :data:`MAX_NESTING` (or than a JSON
+    parser reads). Its own type so that callers that report other value errors differently (e.g. as
+    ``BadJsonBody``) still answer this one as ``InvalidValue``."""
+
+
+class _TooDeep(_Problem):
+    """A container nested deeper than :data:`MAX_NESTING`. Raised before recursing into it, so the depth
+    of Python's stack never depends on the input; the entry point measures the real depth (iteratively)
+    for the message."""
+
+    def __init__(self) -> None:
+        super().__init__(too_deep_message(MAX_NESTING + 1, exact=False))
+
+    def measured(self, root: object) -> _TooDeep:
+        self.message = too_deep_message(nesting_depth(root))
+        return self
+
+    def to_error(self) -> InvalidValueError:
+        return NestingTooDeepError(self.message, format_path(reversed(self.rev_path)))
+
+
+def too_deep_message(depth: int, *, exact: bool = True) -> str:
+    """The one message for over-deep input, naming its depth (``exact=False``: at least ``depth``)."""
+    amount = f"{depth}" if exact else f"more than {depth - 1}"
+    return (
+        f"Value is nested {amount} levels deep (the limit is {MAX_NESTING} levels of objects and arrays; "
+        "flatten the data, for example by storing the deep part as a JSON string)"
+    )
+
+
+def _is_special(d: dict[Any, Any]) -> bool:
+    if len(d) != 1:
+        return False
+    (k,) = d
+    return k in ("$integer", "$float", "$bytes")
+
+
+def nesting_depth(v: object) -> int:
+    """How many levels of objects and arrays ``v`` has (a scalar: 0; ``{"a": [1]}``: 2). Iterative, so any
+    depth is measured without recursion; ``$integer``/``$float``/``$bytes`` objects count as scalars."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(v, 1)]
+    while stack:
+        x, depth = stack.pop()
+        t = type(x)
+        if t is dict:
+            if _is_special(x):  # type: ignore[arg-type]
+                continue
+            children: Iterable[object] = x.values()  # type: ignore[attr-defined]
+        elif t is list:
+            children = x  # type: ignore[assignment]
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+        for c in children:
+            tc = type(c)
+            if tc is dict or tc is list:
+                stack.append((c, depth + 1))
+    return deepest
+
+
 _JS_IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*", re.ASCII)
+# Keys in error paths are cut to this many characters: a path must not echo megabytes of user input.
+_PATH_KEY_MAX: Final = 64
 
 
 def format_path(parts: Iterable[str | int]) -> str:
-    """JS-like path for error messages: ``.items[3].name``, ``["weird key"]``."""
+    """JS-like path for error messages: ``.items[3].name``, ``["weird key"]``; long keys are cut (``…``)."""
     out = []
     for p in parts:
         if type(p) is int:
             out.append(f"[{p}]")
-        elif _JS_IDENT_RE.fullmatch(p):  # type: ignore[arg-type]
-            out.append("." + p)  # type: ignore[operator]
+            continue
+        key = str(p)
+        cut = len(key) > _PATH_KEY_MAX
+        if cut:
+            key = key[:_PATH_KEY_MAX]
+        if _JS_IDENT_RE.fullmatch(key):
+            out.append("." + key + ("…" if cut else ""))
         else:
-            out.append("[" + json.dumps(p) + "]")
+            quoted = json.dumps(key)
+            out.append("[" + (quoted[:-1] + '…"' if cut else quoted) + "]")
     return "".join(out)
 
 
@@ -136,6 +207,38 @@ def _key_problem(k: object, strict_top: bool) -> _Problem | None:
     return None
 
 
+# --- Parsing JSON text --------------------------------------------------------------------------------
+
+# orjson refuses input nested deeper than this (its own limit, checked without recursion).
+JSON_PARSER_MAX_DEPTH: Final = 1024
+# The token `-0` (not `-0.5`, `-0e1`, `-01`): orjson reads it as the integer 0, Convex as Float64 -0.0.
+_NEG_ZERO_TOKEN_RE: Final = re.compile(rb"-0(?![0-9.eE])")
+# A whole JSON string, or the token `-0` outside strings (strings are matched first, so their contents are
+# skipped).
+_STRING_OR_NEG_ZERO_RE: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|-0(?![0-9.eE])', re.DOTALL)
+
+
+def _neg_zero_as_float(m: re.Match[bytes]) -> bytes:
+    token = m.group()
+    return token if token[:1] == b'"' else b"-0.0"
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Parse JSON text the way Convex reads it: the number token ``-0`` is the Float64 -0.0 (orjson alone
+    gives the integer 0). Input nested deeper than orjson reads raises :class:`InvalidValueError` naming the
+    depth; other syntax errors raise ``orjson.JSONDecodeError``. The common case costs one substring scan."""
+    if type(raw) is str:
+        raw = raw.encode("utf-8", "surrogatepass")
+    if b"-0" in raw and _NEG_ZERO_TOKEN_RE.search(raw) is not None:  # type: ignore[arg-type]
+        raw = _STRING_OR_NEG_ZERO_RE.sub(_neg_zero_as_float, raw)  # type: ignore[arg-type]
+    try:
+        return _loads(raw)
+    except orjson.JSONDecodeError as e:
+        if e.msg.startswith("depth limit"):
+            raise NestingTooDeepError(too_deep_message(JSON_PARSER_MAX_DEPTH + 1, exact=False)) from None
+        raise
+
+
 # --- Base64 helpers ----------------------------------------------------------------------------------
 
 
@@ -157,11 +260,19 @@ def _b64decode(s: object, what: str) -> bytes:
         raise _Problem(f"{what} payload is not valid base64") from None
 
 
+# Rust's `{}` writes 1e300 as 301 digits; past this length the shortest exponent form is used instead.
+_F64_DISPLAY_MAX: Final = 32
+
+
 def _rust_f64_display(f: float) -> str:
-    """Format like Rust's ``{}`` for f64 (no exponent, no trailing ``.0``) for upstream-identical messages."""
+    """Format like Rust's ``{}`` for f64 (no exponent, no trailing ``.0``) for upstream-identical messages;
+    numbers that would take more than 32 characters that way (1e300, 5e-324) keep Python's exponent form."""
     r = repr(f)
     if "e" in r:
-        r = format(Decimal(r), "f")
+        plain = format(Decimal(r), "f")
+        if len(plain) > _F64_DISPLAY_MAX:
+            return r
+        r = plain
     if r.endswith(".0"):
         r = r[:-2]
     return r
@@ -191,25 +302,29 @@ def _is_negzero(v: float) -> bool:
 # --- Generic tree mapping (wire encoders/decoders; not the storage hot path) ------------------------
 
 
-def _map_value(v: Any, leaf: Callable[[Any], Any]) -> Any:
+def _map_value(v: Any, leaf: Callable[[Any], Any], levels: int = MAX_NESTING) -> Any:
     t = type(v)
     if t is list:
+        if levels <= 0:
+            raise _TooDeep()
         out = []
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
-                out.append(_map_value(x, leaf))
+                out.append(_map_value(x, leaf, levels - 1))
         except _Problem as p:
             p.rev_path.append(i)
             raise
         return out
     if t is dict:
+        if levels <= 0:
+            raise _TooDeep()
         res = {}
         for k, x in v.items():
             if type(k) is not str:
                 raise _Problem(f"Object keys must be strings, not {type(k).__name__}")
             try:
-                res[k] = _map_value(x, leaf)
+                res[k] = _map_value(x, leaf, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
@@ -220,6 +335,8 @@ def _map_value(v: Any, leaf: Callable[[Any], Any]) -> Any:
 def _run(fn: Callable[[Any], Any], v: Any) -> Any:
     try:
         return fn(v)
+    except _TooDeep as p:
+        raise p.measured(v).to_error() from None
     except _Problem as p:
         raise p.to_error() from None
 
@@ -317,7 +434,10 @@ def _dollar_key_problem(k: str) -> _Problem:
     return _Problem(f"Field name {json.dumps(k)} starts with '$', which is reserved")
 
 
-def _decode_encoded(v: Any) -> Value:
+def _decode_encoded(v: Any, levels: int = MAX_NESTING) -> Value:
+    """``levels``: how many levels of containers ``v`` may still open (a document may open
+    :data:`MAX_NESTING`); a container beyond is refused before recursing into it. Counting down keeps the
+    check a comparison with a constant on this hot path."""
     t = type(v)
     if t is str or t is bool or v is None or t is float:
         return v
@@ -328,11 +448,13 @@ def _decode_encoded(v: Any) -> Value:
         except OverflowError:
             raise _Problem("Number is too large for a Float64") from None
     if t is list:
+        if levels <= 0:
+            raise _TooDeep()
         out: list[Value] = []
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
-                out.append(_decode_encoded(x))
+                out.append(_decode_encoded(x, levels - 1))
         except _Problem as p:
             p.rev_path.append(i)
             raise
@@ -346,6 +468,8 @@ def _decode_encoded(v: Any) -> Value:
                 return _decode_float_payload(x)
             if k == "$bytes":
                 return _b64decode(x, "$bytes")
+        if levels <= 0:
+            raise _TooDeep()
         res: dict[str, Value] = {}
         for k, x in v.items():
             if type(k) is not str:
@@ -353,7 +477,7 @@ def _decode_encoded(v: Any) -> Value:
             if k[:1] == "$":
                 raise _dollar_key_problem(k)
             try:
-                res[k] = _decode_encoded(x)
+                res[k] = _decode_encoded(x, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
@@ -366,18 +490,20 @@ def from_encoded_json(obj: Any) -> Value:
     return _run(_decode_encoded, obj)
 
 
-def _decode_encoded_in_place(v: Any) -> Value:
+def _decode_encoded_in_place(v: Any, levels: int = MAX_NESTING) -> Value:
     """Like :func:`_decode_encoded`, but reuses the parsed containers (they are ours to change), which
     halves the allocations of a page of documents."""
     t = type(v)
     if t is list:
+        if levels <= 0:
+            raise _TooDeep()
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
                 tx = type(x)
                 if tx is str or tx is float or tx is bool or x is None:
                     continue
-                v[i] = float(x) if tx is int else _decode_encoded_in_place(x)
+                v[i] = float(x) if tx is int else _decode_encoded_in_place(x, levels - 1)
         except _Problem as p:
             p.rev_path.append(i)
             raise
@@ -393,6 +519,8 @@ def _decode_encoded_in_place(v: Any) -> Value:
                 return _decode_float_payload(x)
             if k == "$bytes":
                 return _b64decode(x, "$bytes")
+        if levels <= 0:
+            raise _TooDeep()
         for k, x in v.items():
             if type(k) is not str:
                 raise _Problem(f"Object keys must be strings, not {type(k).__name__}")
@@ -402,12 +530,12 @@ def _decode_encoded_in_place(v: Any) -> Value:
             if tx is str or tx is float or tx is bool or x is None:
                 continue
             try:
-                v[k] = _decode_encoded_in_place(x)
+                v[k] = _decode_encoded_in_place(x, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
         return v
-    return _decode_encoded(v)
+    return _decode_encoded(v, levels)
 
 
 def decode_encoded_value(v: Any) -> Value:
@@ -415,6 +543,8 @@ def decode_encoded_value(v: Any) -> Value:
     InvalidValueError with the path)."""
     try:
         return _decode_encoded_in_place(v)
+    except _TooDeep as p:
+        raise p.measured(v).to_error() from None
     except _Problem as p:
         raise p.to_error() from None
 
@@ -431,16 +561,18 @@ def decode_encoded_object_in_place(obj: dict[str, Any]) -> dict[str, Value]:
             if type(k) is str and k[:1] == "$":
                 raise _dollar_key_problem(k)
             try:
-                obj[k] = _decode_encoded(v)
+                obj[k] = _decode_encoded(v, MAX_NESTING - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
+    except _TooDeep as p:
+        raise p.measured(obj).to_error() from None
     except _Problem as p:
         raise p.to_error() from None
     return obj
 
 
-def _decode_export(v: Any) -> Value:
+def _decode_export(v: Any, levels: int = MAX_NESTING) -> Value:
     t = type(v)
     if t is str or t is bool or v is None or t is float:
         return v
@@ -449,11 +581,13 @@ def _decode_export(v: Any) -> Value:
             raise _int_range_problem()
         return v
     if t is list:
+        if levels <= 0:
+            raise _TooDeep()
         out: list[Value] = []
         i = 0
         try:
             for i, x in enumerate(v):  # noqa: B007 - i is read in the except clause
-                out.append(_decode_export(x))
+                out.append(_decode_export(x, levels - 1))
         except _Problem as p:
             p.rev_path.append(i)
             raise
@@ -467,6 +601,8 @@ def _decode_export(v: Any) -> Value:
                 return _b64decode(x, "$bytes")
             if k == "$integer":  # not produced by export encoders; unambiguous, so accept it
                 return _decode_integer_payload(x)
+        if levels <= 0:
+            raise _TooDeep()
         res: dict[str, Value] = {}
         for k, x in v.items():
             if type(k) is not str:
@@ -474,7 +610,7 @@ def _decode_export(v: Any) -> Value:
             if k[:1] == "$":
                 raise _dollar_key_problem(k)
             try:
-                res[k] = _decode_export(x)
+                res[k] = _decode_export(x, levels - 1)
             except _Problem as p:
                 p.rev_path.append(k)
                 raise
@@ -516,7 +652,7 @@ _NEGZERO_B64: Final = _b64(_PACK_F64(-0.0))
 def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, dict[str, Any] | None]:
     """Validate ``d``; return (flags, storage replacement or None when ``d`` can be dumped as is)."""
     if depth > MAX_NESTING:
-        raise _Problem(f"Value is nested more than {MAX_NESTING} levels deep; the limit is {MAX_NESTING}")
+        raise _TooDeep()
     if len(d) > MAX_OBJECT_FIELDS:
         raise _Problem(f"Object has {len(d)} fields; the limit is {MAX_OBJECT_FIELDS}")
     flags = 0
@@ -584,7 +720,7 @@ def _walk_object(d: dict[Any, Any], depth: int, strict_top: bool) -> tuple[int, 
 
 def _walk_list(a: list[Any], depth: int) -> tuple[int, list[Any] | None]:
     if depth > MAX_NESTING:
-        raise _Problem(f"Value is nested more than {MAX_NESTING} levels deep; the limit is {MAX_NESTING}")
+        raise _TooDeep()
     if len(a) > MAX_ARRAY_LEN:
         raise _Problem(f"Array has {len(a)} elements; the limit is {MAX_ARRAY_LEN}")
     flags = 0
@@ -675,6 +811,8 @@ def encode_document(doc: dict[str, Value], *, allow_system_fields: bool = False)
         raise InvalidValueError(f"A document must be an object (dict), not {type(doc).__name__}")
     try:
         flags, replacement = _walk_object(doc, 1, not allow_system_fields)
+    except _TooDeep as p:
+        raise p.measured(doc).to_error() from None
     except _Problem as p:
         raise p.to_error() from None
     try:

@@ -7,7 +7,13 @@ timestamp inside one database transaction and become visible together at COMMIT.
 Cursor invariant (streaming-export.md §5.4): once ``read_timestamp()`` has handed out T, every later
 commit gets a timestamp > T, and every commit with timestamp <= T is already visible. ``read_timestamp``
 never hands out a value at or above the timestamp of a transaction still in flight, and new transactions
-start above every value handed out.
+start above every value handed out. Across restarts, crashes included, the invariant rests on a persisted
+lease (as in Convex's own oracle): a clock reading is handed out only once a high-water mark at or above it
+is stored, renewed ``TIMESTAMP_LEASE_NS`` ahead, so a restart starts above everything handed out even if the
+wall clock went back.
+
+One process per deployment: opening for writing takes the writer lock (``writer_lock.py``); a read-only
+open shares with the writer and reads as of the last commit before it opened.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from connectors.backend.persistence import (
     WriteSession,
 )
 from connectors.backend.sql import path_from_db
+from connectors.backend.writer_lock import ReadOnlyDeploymentError
 from connectors.constants import CREATION_TIME_FIELD as CREATION_TIME
 from connectors.constants import FIRST_USER_TABLE_NUMBER, MAX_FIELDS_PER_INDEX, MAX_INDEXES_PER_TABLE
 from connectors.errors import (
@@ -51,6 +58,12 @@ from connectors.shapes import TableShape, add_shape_counts
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 1_000_000_000
+# How far ahead of the clock the persisted timestamp high-water mark is set: written about twice a second
+# while timestamps are handed out, never per commit.
+TIMESTAMP_LEASE_NS = 1_000_000_000
+_LEASE_RENEW_MARGIN_NS = TIMESTAMP_LEASE_NS // 2
+_HIGH_WATER_KEY = "ts_high_water"
+_LEGACY_HANDED_OUT_KEY = "handed_out"  # written by clean shutdowns before the lease existed
 
 
 @dataclass(frozen=True)
@@ -244,22 +257,26 @@ class Deployment:
         self.persistence = persistence
         self.config = config or DeploymentConfig()
         self._clock = self.config.clock_ns
+        self.read_only = persistence.read_only
         self._tx_lock = threading.RLock()
         self._ts_lock = threading.Lock()
         self._pending_ts: int | None = None
         self._closed = False
         self._backfill_wakeup = threading.Condition()
         self._index_ready = threading.Condition()
-        self._catalog = self._load_catalog()
+        # The timestamp first: a read-only open reads as of it, and the catalog loaded after it is complete.
         self._last_ts = self._load_last_ts()
-        # Timestamps handed out before a clean shutdown stay below every later commit even if the clock
-        # went backwards meanwhile (after a crash, the clock is all there is).
-        rows = self.persistence.read("SELECT value FROM globals WHERE key = ?", ("handed_out",))
-        self._handed_out = max(self._last_ts, self._clock(), int(rows[0][0]) if rows else 0)
+        self._catalog = self._load_catalog()
+        # Everything handed out before a restart (clean or a crash) is at or below the stored high-water
+        # mark, so starting above it keeps the cursor invariant even if the wall clock went back.
+        self._lease_ts = self._load_timestamp_high_water()
+        self._handed_out = self._last_ts if self.read_only else max(self._last_ts, self._lease_ts)
         self._schema_cache: tuple[str | None, Any] = (None, None)
         self._threads: list[threading.Thread] = []
         # Where each backfilling index has got to; lost on restart, which only repeats idempotent work.
         self._backfill_cursors: dict[int, bytes] = {}
+        if self.read_only:
+            return
         if self.config.background:
             self._start_thread(self._backfill_loop, "convex-backfill")
             self._start_thread(self._prune_loop, "convex-pruner")
@@ -276,25 +293,48 @@ class Deployment:
         db_url: str | None = None,
         pg_schema: str | None = None,
         config: DeploymentConfig | None = None,
+        read_only: bool = False,
+        create: bool = True,
     ) -> Deployment:
-        """Open (creating if needed) a deployment on SQLite under ``data_dir`` or on PostgreSQL."""
+        """Open a deployment on SQLite under ``data_dir`` or on PostgreSQL.
+
+        For writing (the default) the process takes the deployment's writer lock, held until ``close``;
+        another writer raises ``DeploymentLockedError`` naming the holder. ``create=False`` raises
+        ``DeploymentNotFoundError`` instead of creating a missing deployment. ``read_only=True`` takes no
+        lock (it shares with a writer in another process), never creates, and reads as of the last commit
+        before it opened."""
         config = config or DeploymentConfig()
         if db_url:
             if not db_url.startswith(("postgresql://", "postgres://")):
                 raise ValueError("--db must be a postgresql:// URL")
             from connectors.backend.postgres import PostgresPersistence
 
-            persistence: Persistence = PostgresPersistence(db_url, schema=pg_schema)
+            persistence: Persistence = PostgresPersistence(
+                db_url, schema=pg_schema, read_only=read_only, create=create
+            )
         else:
             from connectors.backend.sqlite import SqlitePersistence
 
-            persistence = SqlitePersistence(data_dir or "data", durable=config.durable)
-        return cls(persistence, config)
+            persistence = SqlitePersistence(
+                data_dir or "data", durable=config.durable, read_only=read_only, create=create
+            )
+        try:
+            return cls(persistence, config)
+        except BaseException:
+            persistence.close()
+            raise
+
+    @property
+    def created(self) -> bool:
+        """True if this open created the deployment."""
+        return self.persistence.created
 
     def _load_catalog(self) -> _Catalog:
         p = self.persistence
         comps = {cid: path for cid, path in p.read("SELECT component_id, path FROM components")}
-        if 0 not in comps:
+        if 0 not in comps and self.read_only:
+            comps[0] = ""  # written by the first writer open
+        elif 0 not in comps:
             with p.write_transaction() as s:
                 s.execute("INSERT INTO components (component_id, path) VALUES (?, ?)", (0, ""))
             comps[0] = ""
@@ -335,11 +375,11 @@ class Deployment:
         for t in self._threads:
             t.join(timeout=10)
         with self._tx_lock:
-            with contextlib.suppress(Exception), self.persistence.write_transaction() as s:
-                s.execute("DELETE FROM globals WHERE key = ?", ("handed_out",))
-                s.execute(
-                    "INSERT INTO globals (key, value) VALUES (?, ?)", ("handed_out", str(self._handed_out))
-                )
+            if not self.read_only:
+                # A clean shutdown shrinks the lease to what was actually handed out, so the next start
+                # does not jump ahead of the clock.
+                with contextlib.suppress(Exception), self.persistence.write_transaction() as s:
+                    self._persist_timestamp_high_water(s, self._handed_out)
             self.persistence.close()
 
     def __enter__(self) -> Deployment:
@@ -352,20 +392,69 @@ class Deployment:
 
     def read_timestamp(self) -> int:
         """The latest readable timestamp ("now"), safe to hand to clients as a cursor."""
+        if self.read_only:
+            return self._last_ts  # every commit up to it was visible when this open began
+        now = self._clock()
+        if now >= self._lease_ts - _LEASE_RENEW_MARGIN_NS:
+            self._try_renew_lease(now)
         with self._ts_lock:
-            now = self._clock()
+            # Never above the stored lease (a restart must start above it), nor at or above a commit in
+            # flight; never below a value already handed out.
+            now = min(now, self._lease_ts)
             if self._pending_ts is not None:
                 now = min(now, self._pending_ts - 1)
-            ts = max(now, self._last_ts)
-            if ts > self._handed_out:
-                self._handed_out = ts
+            ts = max(now, self._handed_out)
+            self._handed_out = ts
             return ts
+
+    # The timestamp high-water mark: the seed of an oracle shared by several processes (shared/design.md).
+
+    def _load_timestamp_high_water(self) -> int:
+        rows = self.persistence.read(
+            "SELECT key, value FROM globals WHERE key IN (?, ?)", (_HIGH_WATER_KEY, _LEGACY_HANDED_OUT_KEY)
+        )
+        return max((int(value) for _key, value in rows), default=0)
+
+    @staticmethod
+    def _persist_timestamp_high_water(session: WriteSession, ts: int) -> None:
+        session.execute("DELETE FROM globals WHERE key IN (?, ?)", (_HIGH_WATER_KEY, _LEGACY_HANDED_OUT_KEY))
+        session.execute("INSERT INTO globals (key, value) VALUES (?, ?)", (_HIGH_WATER_KEY, str(ts)))
+
+    def _lease_renewal_due(self, now: int) -> int | None:
+        """The new lease to store if the current one is about to be overtaken by the clock, else None."""
+        return now + TIMESTAMP_LEASE_NS if now >= self._lease_ts - _LEASE_RENEW_MARGIN_NS else None
+
+    def _extend_lease(self, lease: int) -> None:
+        with self._ts_lock:
+            self._lease_ts = max(self._lease_ts, lease)
+
+    def _try_renew_lease(self, now: int) -> None:
+        """Store a lease ahead of ``now`` unless a writer is busy (its commit renews the lease, and until
+        then reads stay below its timestamp anyway)."""
+        if self._closed or self._tx_lock._is_owned():  # type: ignore[attr-defined]
+            return
+        if not self._tx_lock.acquire(blocking=False):
+            return
+        try:
+            lease = self._lease_renewal_due(now)
+            if lease is None:
+                return  # renewed meanwhile
+            with self.persistence.write_transaction() as s:
+                self._persist_timestamp_high_water(s, lease)
+            self._extend_lease(lease)
+        except Exception:  # reads stay at the old lease (safe, only stale) until the next renewal works
+            log.warning(
+                "could not renew the timestamp lease; read timestamps stay at the old one", exc_info=True
+            )
+        finally:
+            self._tx_lock.release()
 
     @property
     def last_commit_ts(self) -> int:
         return self._last_ts
 
     def _begin_ts(self) -> int:
+        self._check_writable()
         with self._ts_lock:
             ts = max(self._clock(), self._last_ts + 1, self._handed_out + 1)
             self._pending_ts = ts
@@ -397,6 +486,8 @@ class Deployment:
                     tx._finish()
                     new_indexes = tx._created_backfilling_index
                 committed = True
+                if tx._lease is not None:
+                    self._extend_lease(tx._lease)
                 self._catalog = tx._catalog
                 if tx._schema_changed:
                     self._schema_cache = (None, None)
@@ -421,6 +512,10 @@ class Deployment:
     def _check_open(self) -> None:
         if self._closed:
             raise BadRequestError("DeploymentClosed", "The deployment has been closed.")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyDeploymentError()
 
     # -- catalog reads ------------------------------------------------------------------------------
 
@@ -524,14 +619,21 @@ class Deployment:
         return rows[0][0] if rows else None
 
     def set_meta_if_absent(self, key: str, value: str) -> str:
-        """Store ``value`` unless the key is set; returns the stored value (first writer wins)."""
+        """Store ``value`` unless the key is set; returns the stored value (first writer wins, across
+        processes too). Works on a read-only open: settings are not part of the writer's state."""
         self._check_not_nested()
-        with self._tx_lock, self.persistence.write_transaction() as s:
-            rows = s.execute("SELECT value FROM globals WHERE key = ?", (f"meta.{key}",))
-            if rows:
-                return rows[0][0]
-            s.execute("INSERT INTO globals (key, value) VALUES (?, ?)", (f"meta.{key}", value))
-            return value
+        with self.metadata_transaction() as s:
+            s.execute(
+                "INSERT INTO globals (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (f"meta.{key}", value),
+            )
+            return s.execute("SELECT value FROM globals WHERE key = ?", (f"meta.{key}",))[0][0]
+
+    def metadata_transaction(self) -> contextlib.AbstractContextManager[WriteSession]:
+        """A short write on tables the engine keeps nothing of in memory (deploy keys, ``meta.*``
+        settings): allowed on a read-only open, alongside the writer process."""
+        self._check_open()
+        return self.persistence.metadata_transaction()
 
     # -- snapshot reads -----------------------------------------------------------------------------
 
@@ -768,6 +870,7 @@ class Transaction:
         self._created_backfilling_index = False
         self._schema_changed = False
         self._schema = deployment.get_schema()
+        self._lease: int | None = None  # a timestamp lease renewed with this commit
         self.writes = 0
         self.write_bytes = 0
         self.read_rows = 0
@@ -1031,6 +1134,50 @@ class Transaction:
             out.append((ids.encode_id(info.table_number, internal_id), current[3]))
         return out
 
+    def index_query_many(
+        self,
+        table: str,
+        index_name: str,
+        keys: Sequence[Sequence[Any]],
+        *,
+        component: str = "",
+        limit: int = 2,
+    ) -> list[list[tuple[str, dict[str, Any]]]]:
+        """:meth:`index_query` by equality prefix for several keys at once (at most ``limit`` documents
+        each), in the order of ``keys``: a few statements for a whole batch of primary-key lookups instead
+        of several per key."""
+        info = self._table(table, component)
+        idx = next((i for i in self._catalog.indexes_of(info.tablet) if i.name == index_name), None)
+        if idx is None:
+            raise BadRequestError("IndexNotFound", f"Index {table}.{index_name} does not exist.")
+        if not idx.ready:
+            raise BadRequestError(
+                "IndexNotReady",
+                f"Index {table}.{index_name} is still backfilling; try again when it is ready.",
+            )
+        self._flush()
+        ranges = []
+        for key in keys:
+            lower = values.encode_index_key(list(key))
+            ranges.append((lower, values.index_key_prefix_successor(lower) if key else None))
+        found = self._s.index_ranges(idx.index_id, ranges, limit)
+        self._count_read(sum(len(entries) for entries in found))
+        wanted = [i for entries in found for _key, i in entries if (info.tablet, i) not in self._pending]
+        stored = self._s.current_many(info.tablet, wanted)
+        out: list[list[tuple[str, dict[str, Any]]]] = []
+        for entries in found:
+            matches: list[tuple[str, dict[str, Any]]] = []
+            for _key, internal_id in entries:
+                current = self._pending.get((info.tablet, internal_id))
+                if current is None:
+                    row = stored.get(internal_id)
+                    if row is not None and not row[0] and row[2] is not None:
+                        current = (False, row[1], row[2], values.decode_document(row[2], row[1]))
+                if current is not None and not current[0] and current[3] is not None:
+                    matches.append((ids.encode_id(info.table_number, internal_id), current[3]))
+            out.append(matches)
+        return out
+
     # -- schema -------------------------------------------------------------------------------------
 
     def set_schema(self, schema: Any | None) -> None:
@@ -1267,6 +1414,10 @@ class Transaction:
         self._shape = {}
         self._s.execute("DELETE FROM globals WHERE key = ?", ("max_ts",))
         self._s.execute("INSERT INTO globals (key, value) VALUES (?, ?)", ("max_ts", str(self.ts)))
+        # Renewing the lease with a commit costs one more row write, about twice a second at most.
+        self._lease = self._d._lease_renewal_due(self._d._clock())
+        if self._lease is not None:
+            self._d._persist_timestamp_high_water(self._s, self._lease)
 
 
 def open_deployment(
@@ -1275,8 +1426,17 @@ def open_deployment(
     db_url: str | None = None,
     pg_schema: str | None = None,
     config: DeploymentConfig | None = None,
+    read_only: bool = False,
+    create: bool = True,
 ) -> Deployment:
-    return Deployment.open(data_dir=data_dir, db_url=db_url, pg_schema=pg_schema, config=config)
+    return Deployment.open(
+        data_dir=data_dir,
+        db_url=db_url,
+        pg_schema=pg_schema,
+        config=config,
+        read_only=read_only,
+        create=create,
+    )
 
 
 __all__ = [

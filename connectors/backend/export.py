@@ -9,9 +9,9 @@ in most formats its bytes are spliced behind the metadata keys without being dec
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -70,27 +70,44 @@ class SnapshotCursor:
     doc_id: str | None
 
     def encode(self) -> str:
-        tablet = base64.urlsafe_b64encode(self.tablet_id).rstrip(b"=").decode()
-        return orjson.dumps({"tablet": tablet, "id": self.doc_id}).decode()
+        return orjson.dumps({"tablet": _tablet_text(self.tablet_id), "id": self.doc_id}).decode()
 
     @classmethod
     def decode(cls, text: str) -> SnapshotCursor:
+        """Strict: a JSON object whose ``tablet`` is exactly the canonical 22-character unpadded URL-safe
+        base64 of 16 bytes and whose ``id`` is null or a valid IdV6. Anything else is
+        ``InvalidListSnapshotCursor`` (a lenient decoder could turn garbage into a position after every
+        table and tell the client the snapshot is complete)."""
         try:
             obj = orjson.loads(text)
-            tablet_text = obj["tablet"]
-            doc_id = obj.get("id")
-            if not isinstance(tablet_text, str) or len(tablet_text) != 22:
-                raise ValueError
-            tablet_id = base64.urlsafe_b64decode(tablet_text + "==")
-            if doc_id is not None:
-                if not isinstance(doc_id, str):
-                    raise ValueError
+        except orjson.JSONDecodeError:
+            raise invalid_cursor() from None
+        if type(obj) is not dict:
+            raise invalid_cursor()
+        tablet_text = obj.get("tablet")
+        doc_id = obj.get("id")
+        if type(tablet_text) is not str or _TABLET_TEXT_RE.fullmatch(tablet_text) is None:
+            raise invalid_cursor()
+        tablet_id = base64.urlsafe_b64decode(tablet_text + "==")
+        # 22 characters carry 132 bits: the 4 beyond the 16 bytes must be zero (only one spelling).
+        if len(tablet_id) != _TABLET_ID_LEN or _tablet_text(tablet_id) != tablet_text:
+            raise invalid_cursor()
+        if doc_id is not None:
+            if type(doc_id) is not str:
+                raise invalid_cursor()
+            try:
                 ids.decode_id(doc_id)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, binascii.Error):
-            raise invalid_cursor() from None
-        except BadRequestError:
-            raise invalid_cursor() from None
+            except BadRequestError:
+                raise invalid_cursor() from None
         return cls(tablet_id, doc_id)
+
+
+_TABLET_ID_LEN: Final = 16
+_TABLET_TEXT_RE: Final = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
+
+
+def _tablet_text(tablet_id: bytes) -> str:
+    return base64.urlsafe_b64encode(tablet_id).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +200,11 @@ def list_snapshot(
     if position is not None:
         while start < len(tables) and tables[start].tablet_id < position.tablet_id:
             start += 1
-        if (
-            start < len(tables)
-            and tables[start].tablet_id == position.tablet_id
-            and position.doc_id is not None
-        ):
+        # Every cursor we hand out names a table of this snapshot and selection; any other table (or a
+        # document of another table) is not a position in this traversal.
+        if start >= len(tables) or tables[start].tablet_id != position.tablet_id:
+            raise invalid_cursor()
+        if position.doc_id is not None:
             number, after_id = ids.decode_id(position.doc_id)
             if number != tables[start].table_number:
                 raise invalid_cursor()

@@ -16,7 +16,8 @@ Storage layout (same on SQLite and PostgreSQL):
 * ``shape_counts(tablet, path, tag, n)``: per-table counts of (field path, type) for exact shapes.
 * metadata: ``components``, ``tablets``, ``indexes``, ``globals``.
 
-The engine holds the only writer; every write happens inside ``write_transaction()``. Reads run on
+The engine holds the only writer (one process per deployment, see ``writer_lock.py``); every write to the
+documents and the catalog happens inside ``write_transaction()``. Reads run on
 separate connections and see only committed data.
 """
 
@@ -109,6 +110,13 @@ class WriteSession(abc.ABC):
     ) -> list[tuple[bytes, bytes]]:
         """``(key, id)`` entries with ``lower <= key < upper`` in key order."""
 
+    def index_ranges(
+        self, index_id: int, ranges: Sequence[tuple[bytes, bytes | None]], limit: int
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """:meth:`index_range` for several ranges at once (at most ``limit`` entries each), in order.
+        Backends override it to answer in one statement per chunk instead of one per range."""
+        return [self.index_range(index_id, lower, upper, limit) for lower, upper in ranges]
+
     @abc.abstractmethod
     def clear_index(self, index_id: int) -> None: ...
 
@@ -124,10 +132,20 @@ class Persistence(abc.ABC):
     """What the engine needs from a database. SQLite and PostgreSQL implement it."""
 
     dialect: str
+    # Opened without the writer lock: reads only (plus ``metadata_transaction``).
+    read_only: bool = False
+    # This open created the deployment (it did not exist before).
+    created: bool = False
 
     @abc.abstractmethod
     def write_transaction(self) -> contextlib.AbstractContextManager[WriteSession]:
         """Open the single write transaction; commits on normal exit, rolls back on exception."""
+
+    def metadata_transaction(self) -> contextlib.AbstractContextManager[WriteSession]:
+        """A short write transaction on its own connection, for tables the engine keeps no state of in
+        memory (deploy keys, ``meta.*`` settings). Allowed on a read-only open and while another process
+        holds the writer lock: the database serializes it with the writer's commits."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

@@ -65,6 +65,7 @@ ADD_SHAPE_COUNT = (
 
 
 _IN_CHUNK = 500  # ids per IN (...) list; well under SQLite's and PostgreSQL's parameter limits
+_RANGES_CHUNK = 200  # index seeks per UNION ALL statement
 
 
 class SqlWriteSession(WriteSession):
@@ -128,6 +129,28 @@ class SqlWriteSession(WriteSession):
         else:
             self._cur.execute(self._sql(INDEX_RANGE), (index_id, lower, upper, limit))
         return [(_as_bytes(k), _as_bytes(i)) for k, i in self._cur.fetchall()]
+
+    def index_ranges(
+        self, index_id: int, ranges: Sequence[tuple[bytes, bytes | None]], limit: int
+    ) -> list[list[tuple[bytes, bytes]]]:
+        # One UNION ALL of bounded index seeks per chunk (SQLite allows at most 500 compound terms).
+        out: list[list[tuple[bytes, bytes]]] = [[] for _ in ranges]
+        for start in range(0, len(ranges), _RANGES_CHUNK):
+            parts: list[str] = []
+            params: list[Any] = []
+            for n, (lower, upper) in enumerate(ranges[start : start + _RANGES_CHUNK], start=start):
+                bound = " AND key < ?" if upper is not None else ""
+                parts.append(
+                    f"SELECT {n} AS n, key, id FROM (SELECT key, id FROM index_entries WHERE index_id = ?"
+                    f" AND key >= ?{bound} ORDER BY key, id LIMIT ?) AS r{n}"
+                )
+                params += [index_id, lower, *([upper] if upper is not None else []), limit]
+            self._cur.execute(self._sql(" UNION ALL ".join(parts)), params)
+            for n, key, doc_id in self._cur.fetchall():
+                out[n].append((_as_bytes(key), _as_bytes(doc_id)))
+        for entries in out:
+            entries.sort()
+        return out
 
     def clear_index(self, index_id: int) -> None:
         self._cur.execute(self._sql("DELETE FROM index_entries WHERE index_id = ?"), (index_id,))

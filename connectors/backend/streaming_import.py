@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn
 
-from connectors import identifiers, values
+import orjson
+
+from connectors import identifiers, ids, values
 from connectors.airbyte_records import convert_airbyte_record
 from connectors.backend.engine import CREATION_TIME, Deployment, IndexInfo, TableInfo, Transaction
 from connectors.constants import (
@@ -36,9 +38,10 @@ from connectors.errors import (
     NotFoundError,
     PlainError,
     RetriableError,
+    SchemaValidationError,
     TransactionLimitError,
 )
-from connectors.schema import parse_table_definition
+from connectors.schema import InvalidSchemaError, parse_table_definition
 
 __all__ = [
     "AIRBYTE_PRIMARY_KEY_INDEX",
@@ -60,6 +63,8 @@ __all__ = [
 ]
 
 MAX_PRIMARY_KEY_FIELDS: Final = 16
+# JSON levels of a fivetran_create_table definition: an object validator takes 3 per document level.
+TABLE_DEFINITION_MAX_DEPTH: Final = 128
 TRUNCATE_PAGE: Final = 1000  # documents read per index query while truncating
 SCAN_BATCH: Final = 1000  # document ids gathered per snapshot page (soft truncate without a cursor index)
 
@@ -195,9 +200,27 @@ def _rust_debug_str(s: object) -> str:
     return json.dumps(s, ensure_ascii=False) if isinstance(s, str) else repr(s)
 
 
+# Messages quote at most this much of a user-supplied primary key.
+_DEBUG_COMPONENT_MAX: Final = 64
+_DEBUG_PATHS_MAX: Final = MAX_PRIMARY_KEY_FIELDS + 1
+
+
+def _debug_component(c: object) -> str:
+    if isinstance(c, str) and len(c) > _DEBUG_COMPONENT_MAX:
+        return _rust_debug_str(c[:_DEBUG_COMPONENT_MAX])[:-1] + '…"'
+    return _rust_debug_str(c)
+
+
 def _primary_key_debug(pk: Sequence[Sequence[Any]]) -> str:
-    """Rust ``{:?}`` of a ``Vec<Vec<String>>``: ``[["a"], ["b", "c"]]``."""
-    return "[" + ", ".join("[" + ", ".join(_rust_debug_str(c) for c in path) + "]" for path in pk) + "]"
+    """Rust ``{:?}`` of a ``Vec<Vec<String>>``: ``[["a"], ["b", "c"]]`` (long names and long keys cut with
+    ``…`` so the message never echoes unbounded input)."""
+    shown = [
+        "[" + ", ".join(_debug_component(c) for c in path[:_DEBUG_PATHS_MAX]) + "]"
+        for path in pk[:_DEBUG_PATHS_MAX]
+    ]
+    if len(pk) > _DEBUG_PATHS_MAX:
+        shown.append("…")
+    return "[" + ", ".join(shown) + "]"
 
 
 def _paths_display(fields: Sequence[str]) -> str:
@@ -205,24 +228,31 @@ def _paths_display(fields: Sequence[str]) -> str:
     return "[" + ", ".join(json.dumps(f) for f in fields) + "]"
 
 
-def _primary_key_problem(pk: Sequence[Sequence[Any]]) -> bool:
-    """True if ``pk`` is not a valid list of index field paths (upstream ``PrimaryKey::try_from``):
-    identifier components, non-empty paths, at most 16 paths, no ``_id``, no duplicates."""
+def _primary_key_problem(pk: Sequence[Sequence[Any]]) -> str | None:
+    """Why ``pk`` is not a valid list of index field paths (upstream ``PrimaryKey::try_from``): identifier
+    components, non-empty paths, at most 16 paths, no ``_id``, no duplicates; None when it is valid.
+
+    Identifier problems (and ``_id`` and empty paths) keep upstream's text; too many paths and a repeated
+    path say so, since they are not identifier problems."""
     if len(pk) > MAX_PRIMARY_KEY_FIELDS:
-        return True
+        return (
+            f"Invalid primary key: it has {len(pk)} field paths; the limit is {MAX_PRIMARY_KEY_FIELDS}. Use at"
+            f" most {MAX_PRIMARY_KEY_FIELDS} fields that together identify a record."
+        )
     seen: set[tuple[str, ...]] = set()
     for path in pk:
         if not path or not all(identifiers.is_identifier(c) for c in path):
-            return True
+            return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
         key = tuple(path)
-        if key == ("_id",) or key in seen:
-            return True
+        if key == ("_id",):
+            return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
+        if key in seen:
+            return (
+                f"Invalid primary key: the field path {_primary_key_debug([key])[1:-1]} appears more than"
+                f" once in {_primary_key_debug(pk)}. List each field once."
+            )
         seen.add(key)
-    return False
-
-
-def _invalid_primary_key_message(pk: Sequence[Sequence[Any]]) -> str:
-    return f"Invalid primary key: {IDENTIFIER_REQUIREMENTS} {_primary_key_debug(pk)}."
+    return None
 
 
 def _check_index_paths(paths: Sequence[tuple[str, ...]]) -> None:
@@ -247,18 +277,142 @@ def _check_index_paths(paths: Sequence[tuple[str, ...]]) -> None:
             )
 
 
+def _apply_in_one_transaction(
+    dep: Deployment,
+    count: int,
+    apply_all: Callable[[Transaction], None],
+    fallback: Callable[[], ImportResult],
+) -> ImportResult:
+    """Apply a whole request in one transaction when it fits (the common case: one Airbyte or Fivetran batch),
+    else fall back to ``fallback`` (pre-validation, then commit-and-continue).
+
+    Every failure inside the single transaction rolls it back, so a bad record anywhere writes nothing, as
+    the pre-validation pass guarantees on the fallback path, without validating and encoding every record
+    twice. A request that does not fit is detected by the engine's limit error; that transaction is rolled
+    back and the request is redone on the fallback path."""
+    if count == 0:
+        return ImportResult(0, 0)
+    if count <= dep.config.max_writes_per_transaction:
+        try:
+            with dep.transaction() as tx:
+                apply_all(tx)
+            return ImportResult(count, 1)
+        except TransactionLimitError:
+            pass  # rolled back: nothing of this request was written
+    return fallback()
+
+
+def _lookup_key(table: str, key: Sequence[Any]) -> tuple[str, bytes]:
+    """A primary-key lookup as a dict key: the engine's order-preserving index key (equality as the index
+    sees it, so ``-0.0`` and ``0.0`` differ as they do in the index)."""
+    return table, values.encode_index_key(list(key))
+
+
+def _prefetch(
+    tx: Transaction,
+    index_name: str,
+    keys: Sequence[tuple[str, tuple[Any, ...]]],
+    lookups: Sequence[tuple[str, bytes]],
+) -> dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]]:
+    """The matches of every distinct key, read before this transaction writes anything, so that no lookup
+    has to flush buffered writes first (one flush per record otherwise)."""
+    distinct: dict[tuple[str, bytes], tuple[str, tuple[Any, ...]]] = {}
+    for lookup, (table, key) in zip(lookups, keys, strict=True):
+        distinct.setdefault(lookup, (table, key))
+    by_table: dict[str, list[tuple[tuple[str, bytes], tuple[Any, ...]]]] = {}
+    for lookup, (table, key) in distinct.items():
+        by_table.setdefault(table, []).append((lookup, key))
+    found: dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]] = {}
+    for table, entries in by_table.items():
+        if tx.table(table) is None:
+            found.update((lookup, []) for lookup, _ in entries)
+            continue
+        results = tx.index_query_many(table, index_name, [key for _, key in entries], limit=2)
+        found.update((lookup, matches) for (lookup, _), matches in zip(entries, results, strict=True))
+    return found
+
+
 def _one_match(matches: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
     if len(matches) > 1:
         raise PlainError(_MORE_THAN_ONE)
     return matches[0] if matches else None
 
 
-def _check_encodable(doc: dict[str, Any], where: str) -> None:
-    """Run the engine's document checks (names, nesting, size) now, so they fail before any write."""
+# The longest a millisecond `_creationTime` is written (13 digits, a point and 4 decimals, until 2286).
+_CREATION_TIME_STAND_IN: Final = 1764475118123.4563
+_LONGEST_INTERNAL_ID: Final = b"\xff" * ids.INTERNAL_ID_LEN
+_NAME_IN_MESSAGE_MAX: Final = 64
+
+
+class _SystemFieldBytes:
+    """Per table, how many bytes ``_id`` and ``_creationTime`` add to a stored document (at least as many
+    as the engine's will), so the pre-write check counts them against the size limit like the write does."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self._dep = dep
+        self._by_table: dict[str, int] = {}
+
+    def for_table(self, table: str) -> int:
+        size = self._by_table.get(table)
+        if size is None:
+            info = self._dep.find_table(table)
+            # A table created by this request gets a number not known yet: assume the longest id.
+            number = info.table_number if info is not None else ids.MAX_TABLE_NUMBER
+            fields = {
+                "_id": ids.encode_id(number, _LONGEST_INTERNAL_ID),
+                CREATION_TIME: _CREATION_TIME_STAND_IN,
+            }
+            # `"_creationTime":…,"_id":"…"` without the braces, plus the comma joining the document's fields.
+            size = self._by_table[table] = len(orjson.dumps(fields)) - 2 + 1
+        return size
+
+
+def _where(kind: str, index: int, table: object) -> str:
+    """``Record 3 for table users``: names the item of the request a data error is about (long or
+    non-string names cut, so the message never echoes unbounded input)."""
+    if not isinstance(table, str):
+        name = f"<{type(table).__name__}>"
+    elif len(table) > _NAME_IN_MESSAGE_MAX:
+        name = table[:_NAME_IN_MESSAGE_MAX] + "…"
+    else:
+        name = table
+    return f"{kind} {index} for table {name}"
+
+
+def _with_where(error: ConvexError, where: str) -> ConvexError:
+    """Prefix a data error's message with the item it is about (same type, code and status)."""
+    error.message = f"{where}: {error.message}"
+    error.args = (error.message,)
+    return error
+
+
+_MAX_USER_FIELDS: Final = values.MAX_OBJECT_FIELDS - len(values.SYSTEM_FIELDS)
+
+
+def _check_field_count(doc: dict[str, Any], where: str) -> None:
+    """The engine counts ``_id`` and ``_creationTime`` against the field limit: so does this check."""
+    fields = len(doc) + len(values.SYSTEM_FIELDS)
+    if fields > values.MAX_OBJECT_FIELDS:
+        raise InvalidValueError(
+            f"{where}: the document has {fields} fields with _id and _creationTime; the limit is"
+            f" {values.MAX_OBJECT_FIELDS}. Send at most {_MAX_USER_FIELDS}"
+            " fields per record (for example nest some in an object)."
+        )
+
+
+def _check_encodable(doc: dict[str, Any], system_field_bytes: int, where: str) -> None:
+    """Run the engine's document checks (names, nesting, field count, size) now, counting the two system
+    fields the write will add, so they fail before any write (and name the item)."""
+    _check_field_count(doc, where)
     try:
-        values.encode_document(doc)
+        size = values.encode_document(doc).size + system_field_bytes
     except InvalidValueError as e:
-        raise InvalidValueError(f"{where}: {e.message}") from None
+        raise _with_where(e, where) from None
+    if size > values.MAX_DOCUMENT_SIZE:
+        raise InvalidValueError(
+            f"{where}: the document is too large ({size} bytes with _id and _creationTime); the limit is"
+            f" {values.MAX_DOCUMENT_SIZE} bytes (1 MiB)."
+        )
 
 
 # --- Airbyte -----------------------------------------------------------------------------------------
@@ -266,6 +420,7 @@ def _check_encodable(doc: dict[str, Any], where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _AirbyteWrite:
+    index: int  # in the request's `messages`, for error messages
     table: str
     doc: dict[str, Any]
     deleted: bool
@@ -278,12 +433,28 @@ def import_airbyte_records(
     """``POST import_airbyte_records`` (§6): Append inserts every record; Dedup upserts/deletes by primary
     key through ``_by_airbyte_primary_key``."""
     # Step 2: convert every message (upstream converts messages before looking at the streams).
-    converted: list[tuple[str, dict[str, Any], bool]] = []
+    # The size and nesting checks run when the engine writes each record (see _apply_in_one_transaction for
+    # why that still writes nothing when any record is bad); the field count is checked here, counting the
+    # system fields the write adds.
+    converted: list[tuple[int, str, dict[str, Any], bool]] = []
+    table_names: dict[str, str] = {}
     for i, message in enumerate(messages):
-        table = identifiers.valid_identifier_table(message.table_name)
-        doc, deleted = convert_airbyte_record(message.data)
-        _check_encodable(doc, f"Record {i} for table {table}")
-        converted.append((table, doc, deleted))
+        table = table_names.get(message.table_name)
+        if table is None:
+            table = table_names[message.table_name] = identifiers.valid_identifier_table(message.table_name)
+        try:
+            doc, deleted = convert_airbyte_record(message.data)
+        except InvalidValueError as e:
+            raise _with_where(e, _where("Record", i, table)) from None
+        except PlainError as e:
+            # Upstream's text comes first; the detail is what local callers and logs see.
+            where = _where("Record", i, table)
+            e.detail = f"{e.detail} ({where[0].lower()}{where[1:]})"
+            e.args = (e.detail,)
+            raise
+        if len(doc) > _MAX_USER_FIELDS:
+            _check_field_count(doc, _where("Record", i, table))
+        converted.append((i, table, doc, deleted))
 
     # Step 3: the streams.
     streams: dict[str, tuple[tuple[str, ...], ...] | None] = {}
@@ -293,15 +464,16 @@ def import_airbyte_records(
         if pk is not None:
             if len(pk) == 0:
                 raise BadRequestError("EmptyPrimaryKey", "Primary keys cannot be empty")
-            if _primary_key_problem(pk):
-                raise PlainError(_invalid_primary_key_message(pk))
+            problem = _primary_key_problem(pk)
+            if problem is not None:
+                raise PlainError(problem)
             pk = tuple(tuple(path) for path in pk)
         streams[table] = pk
 
     # Every record needs a stream and, in Dedup mode, a value at every primary-key path.
     writes: list[_AirbyteWrite] = []
     dedup_tables: dict[str, tuple[tuple[str, ...], ...]] = {}
-    for table, doc, deleted in converted:
+    for i, table, doc, deleted in converted:
         if table not in streams:
             raise BadRequestError("MissingStream", f"Missing stream for table {table}")
         pk = streams[table]
@@ -318,30 +490,71 @@ def import_airbyte_records(
                     )
                 key_values.append(v)
             key = tuple(key_values)
-        writes.append(_AirbyteWrite(table, doc, deleted, key))
+        writes.append(_AirbyteWrite(i, table, doc, deleted, key))
 
     for table, pk in dedup_tables.items():
         _check_airbyte_index(dep.index(table, AIRBYTE_PRIMARY_KEY_INDEX), table, pk)
 
     def apply(tx: Transaction, w: _AirbyteWrite) -> None:
-        if w.key is None:
-            # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
-            if tx.table(w.table) is None:
-                tx.create_table(w.table)
-            tx.insert(w.table, w.doc)
-            return
-        match = _one_match(tx.index_query(w.table, AIRBYTE_PRIMARY_KEY_INDEX, w.key, limit=2))
-        if match is not None:
-            if w.deleted:
-                tx.delete(match[0])
-            else:
-                tx.replace(match[0], w.doc)
-        elif not w.deleted:
-            tx.insert(w.table, w.doc)
-        # A deleted record with no match is a no-op: a deliberate deviation from upstream, which inserts it
-        # (§13.3 recommends this).
+        try:
+            _apply_airbyte_write(tx, w)
+        except (InvalidValueError, SchemaValidationError) as e:
+            raise _with_where(e, _where("Record", w.index, w.table)) from None
 
-    return _apply_each(dep, writes, apply)
+    def apply_all(tx: Transaction) -> None:
+        keyed = [(w.table, w.key) for w in writes if w.key is not None]
+        lookups = [_lookup_key(table, key) for table, key in keyed]
+        matches = _prefetch(tx, AIRBYTE_PRIMARY_KEY_INDEX, keyed, lookups)
+        next_lookup = iter(lookups)
+        for w in writes:
+            try:
+                if w.key is None:
+                    # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+                    if tx.table(w.table) is None:
+                        tx.create_table(w.table)
+                    tx.insert(w.table, w.doc)
+                    continue
+                lookup = next(next_lookup)
+                match = _one_match(matches[lookup])
+                # A write under a key leaves the record's document as that key's only match (or none).
+                if match is not None:
+                    if w.deleted:
+                        tx.delete(match[0])
+                        matches[lookup] = []
+                    else:
+                        tx.replace(match[0], w.doc)
+                        matches[lookup] = [(match[0], w.doc)]
+                elif not w.deleted:
+                    matches[lookup] = [(tx.insert(w.table, w.doc), w.doc)]
+            except (InvalidValueError, SchemaValidationError) as e:
+                raise _with_where(e, _where("Record", w.index, w.table)) from None
+
+    def fallback() -> ImportResult:
+        system_field_bytes = _SystemFieldBytes(dep)
+        for w in writes:
+            _check_encodable(w.doc, system_field_bytes.for_table(w.table), _where("Record", w.index, w.table))
+        return _apply_each(dep, writes, apply)
+
+    return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
+
+
+def _apply_airbyte_write(tx: Transaction, w: _AirbyteWrite) -> None:
+    if w.key is None:
+        # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+        if tx.table(w.table) is None:
+            tx.create_table(w.table)
+        tx.insert(w.table, w.doc)
+        return
+    match = _one_match(tx.index_query(w.table, AIRBYTE_PRIMARY_KEY_INDEX, w.key, limit=2))
+    if match is not None:
+        if w.deleted:
+            tx.delete(match[0])
+        else:
+            tx.replace(match[0], w.doc)
+    elif not w.deleted:
+        tx.insert(w.table, w.doc)
+    # A deleted record with no match is a no-op: a deliberate deviation from upstream, which inserts it
+    # (§13.3 recommends this).
 
 
 def _check_airbyte_index(idx: IndexInfo | None, table: str, pk: tuple[tuple[str, ...], ...]) -> None:
@@ -390,8 +603,9 @@ def add_primary_key_indexes(dep: Deployment, indexes: Mapping[str, Sequence[Sequ
         table = identifiers.valid_identifier_table(name)
         if len(pk) == 0:
             raise BadRequestError("EmptyPrimaryKey", "Primary keys cannot be empty")
-        if _primary_key_problem(pk):
-            raise BadRequestError("InvalidPrimaryKey", _invalid_primary_key_message(pk))
+        problem = _primary_key_problem(pk)
+        if problem is not None:
+            raise BadRequestError("InvalidPrimaryKey", problem)
         parsed[table] = [tuple(path) for path in pk]
     for paths in parsed.values():
         _check_index_paths(paths)
@@ -416,6 +630,7 @@ def primary_key_indexes_ready(dep: Deployment, tables: Sequence[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _FivetranWrite:
+    index: int  # in the request, for error messages
     table: str
     operation: str
     row: dict[str, Any]
@@ -482,52 +697,120 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
             raise BadRequestError("BadJsonBody", f"Operation {i}: the row must be a JSON object")
         try:
             row = values.from_encoded_json(op.row)
+        except values.NestingTooDeepError as e:
+            raise _with_where(e, _where("Operation", i, op.table)) from None
         except InvalidValueError as e:
-            raise BadRequestError("BadJsonBody", f"Operation {i}: invalid row: {e.message}") from None
+            raise BadRequestError(
+                "BadJsonBody", f"{_where('Operation', i, op.table)}: invalid row: {e.message}"
+            ) from None
         assert isinstance(row, dict)
         rows.append(row)
 
     indexes: dict[str, IndexInfo] = {}
     writes: list[_FivetranWrite] = []
+    checked_tables: set[str] = set()  # a batch names the same table on every row: check it once
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
-        try:
-            table = identifiers.check_table_name(op.table)
-        except ConvexError as e:
-            raise PlainError(e.message) from None
+        table = op.table
+        if table not in checked_tables:
+            try:
+                identifiers.check_table_name(table)
+            except ConvexError as e:
+                raise PlainError(e.message) from None
+            checked_tables.add(table)
         for system_field in values.SYSTEM_FIELDS:
             if system_field in row:
                 raise InvalidValueError(
-                    f"Operation {i}: rows cannot set the system field {system_field}", path=f".{system_field}"
+                    f"{_where('Operation', i, table)}: rows cannot set the system field {system_field}",
+                    path=f".{system_field}",
                 )
-        _check_encodable(row, f"Operation {i}")
+        if len(row) > _MAX_USER_FIELDS:
+            _check_field_count(row, _where("Operation", i, table))
         idx = indexes.get(table)
         if idx is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
-        writes.append(_FivetranWrite(table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
+        writes.append(_FivetranWrite(i, table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
 
     def apply(tx: Transaction, w: _FivetranWrite) -> None:
-        match = _one_match(tx.index_query(w.table, FIVETRAN_PRIMARY_KEY_INDEX, w.key, limit=2))
-        if w.operation == "Upsert":
-            if match is None:
-                tx.insert(w.table, w.row)
-            else:
-                tx.replace(match[0], w.row)
-        elif w.operation == "Update":
-            if match is None:
-                raise NotFoundError(
-                    "FivetranMissingUpdatedRow",
-                    "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
-                )
-            tx.patch(match[0], _fivetran_patch(match[1], w.row))
-        elif match is not None:  # HardDelete; no match is a successful no-op
-            tx.delete(match[0])
+        try:
+            _apply_fivetran_write(tx, w)
+        except (InvalidValueError, SchemaValidationError) as e:
+            raise _with_where(e, _where("Operation", w.index, w.table)) from None
 
-    return _apply_each(dep, writes, apply)
+    soft_deletes = {table: _DELETED_PATH in idx.paths for table, idx in indexes.items()}
+
+    def apply_all(tx: Transaction) -> None:
+        keyed = [(w.table, w.key) for w in writes]
+        lookups = [_lookup_key(table, key) for table, key in keyed]
+        matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
+        for w, lookup in zip(writes, lookups, strict=True):
+            match = _one_match(matches[lookup])
+            written: tuple[str, dict[str, Any]] | None = None
+            try:
+                if w.operation == "Upsert":
+                    if match is None:
+                        written = (tx.insert(w.table, w.row), w.row)
+                    else:
+                        tx.replace(match[0], w.row)
+                        written = (match[0], w.row)
+                elif w.operation == "Update":
+                    if match is None:
+                        raise NotFoundError(
+                            "FivetranMissingUpdatedRow",
+                            "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
+                        )
+                    written = (match[0], tx.patch(match[0], _fivetran_patch(match[1], w.row)))
+                elif match is not None:
+                    tx.delete(match[0])
+            except (InvalidValueError, SchemaValidationError) as e:
+                raise _with_where(e, _where("Operation", w.index, w.table)) from None
+            # The written document has the row's primary-key values, so it matches this key again unless
+            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
+            # match any other key of the request.
+            if written is not None and (
+                not soft_deletes[w.table] or values.get_path(written[1], _DELETED_PATH) is False
+            ):
+                matches[lookup] = [written]
+            else:
+                matches[lookup] = []
+
+    def fallback() -> ImportResult:
+        system_field_bytes = _SystemFieldBytes(dep)
+        for w in writes:
+            _check_encodable(w.row, system_field_bytes.for_table(w.table), _where("Operation", w.index, w.table))
+        return _apply_each(dep, writes, apply)
+
+    return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
+
+
+def _apply_fivetran_write(tx: Transaction, w: _FivetranWrite) -> None:
+    match = _one_match(tx.index_query(w.table, FIVETRAN_PRIMARY_KEY_INDEX, w.key, limit=2))
+    if w.operation == "Upsert":
+        if match is None:
+            tx.insert(w.table, w.row)
+        else:
+            tx.replace(match[0], w.row)
+    elif w.operation == "Update":
+        if match is None:
+            raise NotFoundError(
+                "FivetranMissingUpdatedRow",
+                "Fivetran is trying to update a row that doesn\u2019t exist in the Convex destination.",
+            )
+        tx.patch(match[0], _fivetran_patch(match[1], w.row))
+    elif match is not None:  # HardDelete; no match is a successful no-op
+        tx.delete(match[0])
 
 
 def fivetran_create_table(dep: Deployment, table_definition: Any, *, wait_timeout_s: float = 600.0) -> None:
     """``POST fivetran_create_table`` (§10.4): every ``indexes`` entry becomes a system index (one
     transaction), then block until ``_fivetran_by_primary_key`` has backfilled. Idempotent."""
+    # The validator parser recurses once per level: bound the levels first (measured iteratively).
+    depth = values.nesting_depth(table_definition)
+    if depth > TABLE_DEFINITION_MAX_DEPTH:
+        raise InvalidSchemaError(
+            f"Invalid schema: the table definition is nested {depth} levels deep; the limit is"
+            f" {TABLE_DEFINITION_MAX_DEPTH} (validators for documents nested {values.MAX_NESTING} levels"
+            " need about 60)."
+        )
     definition = parse_table_definition(table_definition)
     table = definition.table_name
     planned: list[tuple[str, list[tuple[str, ...]]]] = []

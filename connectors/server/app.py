@@ -69,10 +69,11 @@ from connectors.errors import (
     PayloadTooLargeError,
     PlainError,
 )
-from connectors.keys import Operation, instance_secret
+from connectors.keys import KeyRegistry, KeyRing, Operation
 from connectors.perf import gc_paused
 from connectors.server import wire
 from connectors.server.auth import Api, Authenticator
+from connectors.values import load_json
 
 __all__ = ["BackgroundServer", "ServerConfig", "create_app", "run"]
 
@@ -265,7 +266,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _parse_json(body: bytes) -> Any:
     try:
         with gc_paused():  # import bodies hold up to tens of thousands of records
-            return orjson.loads(body)
+            # `-0` is Float64 -0.0; too deep for the parser is 400 InvalidValue (values.load_json).
+            return load_json(body)
     except orjson.JSONDecodeError as exc:
         # orjson's message names the position only, never the content.
         raise BadRequestError("BadJsonBody", f"Failed to parse the JSON body: {exc}") from None
@@ -291,7 +293,7 @@ class _Server:
     def __init__(self, deployment: Deployment, config: ServerConfig) -> None:
         self.deployment = deployment
         self.config = config
-        self.auth = Authenticator(instance_secret(deployment), config.deployment_name)
+        self.auth = Authenticator(KeyRing(KeyRegistry(deployment)), config.deployment_name)
 
     def endpoint(self, spec: _Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:

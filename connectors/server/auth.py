@@ -3,7 +3,8 @@ against the deployment's keys (streaming-export.md §2.1, streaming-import.md §
 
 The checks, in order: header syntax (400), presence and scheme (403 ``BadDeployKey``; on the import API a
 non-``Bearer`` foreign scheme is 400 ``InvalidAdminKey``), key validity (401 ``BadAdminKey``), permission
-(403 ``OperationNotPermitted``). No message quotes the credentials.
+(403 ``OperationNotPermitted``). A revoked key, or any key after the secret was rotated, is an invalid key
+(401). No message quotes the credentials.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from connectors.errors import BadRequestError, ForbiddenError, UnauthenticatedError
-from connectors.keys import KeyKind, Operation, allows, verify_key
+from connectors.keys import KeyKind, KeyRing, Operation, allows
 
 CONVEX_SCHEME: Final = "convex "
 BEARER_SCHEME: Final = "bearer "
@@ -51,9 +52,9 @@ def not_permitted(operation: Operation) -> ForbiddenError:
 
 @dataclass(frozen=True)
 class Authenticator:
-    """Verifies credentials with the instance secret (kept out of the repr)."""
+    """Verifies credentials against the deployment's current secret and key registry (kept out of the repr)."""
 
-    secret: bytes = field(repr=False)
+    keyring: KeyRing = field(repr=False)
     deployment_name: str | None = None
 
     def authorize(
@@ -65,7 +66,7 @@ class Authenticator:
     ) -> KeyKind:
         """The caller's key kind if it may perform ``operation``; raises the wire error otherwise."""
         key = self._extract_key(raw_headers, query, api)
-        kind = verify_key(self.secret, key)
+        kind = self.keyring.verify(key)
         if kind is None:
             raise bad_admin_key()
         if not allows(kind, operation):

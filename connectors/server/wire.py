@@ -67,8 +67,16 @@ def _bad_json(message: str) -> BadRequestError:
     return BadRequestError(BAD_JSON, message)
 
 
+# Key paths carry user-chosen keys (table names); messages show at most this many characters of one.
+_PATH_MAX: Final = 160
+
+
 def _where(path: str) -> str:
-    """``path`` is a key path such as ``tables.users.primaryKey[0]``; empty for the whole body."""
+    """``path`` is a key path such as ``tables.users.primaryKey[0]``; empty for the whole body. A very long
+    path (a huge key) is cut in the middle so both its start and the failing key stay visible."""
+    if len(path) > _PATH_MAX:
+        half = _PATH_MAX // 2
+        path = path[:half] + "…" + path[-half:]
     return f"`{path}`" if path else "the request body"
 
 
@@ -246,6 +254,10 @@ class ImportAirbyteRecordsRequest:
             tables[name] = AirbyteStream(primary_key=primary_key)
         messages = []
         for i, message in enumerate(_expect_array(*_required(obj, "messages"))):
+            if type(message) is dict and type(message.get("tableName")) is str and "data" in message:
+                # The well-formed message, checked without building error paths (this runs per record).
+                messages.append(AirbyteRecord(table_name=message["tableName"], data=message["data"]))
+                continue
             path = f"messages[{i}]"
             message = _expect_object(message, path)
             table = _expect_str(*_required(message, "tableName", path))
@@ -303,6 +315,15 @@ class ApplyFivetranOperationsRequest:
     def parse(cls, body: object) -> ApplyFivetranOperationsRequest:
         operations = []
         for i, item in enumerate(_expect_array(body, "")):
+            if (
+                type(item) is dict
+                and type(item.get("table")) is str
+                and item.get("operation") in FIVETRAN_OPERATIONS
+                and type(item.get("row")) is dict
+            ):
+                # The well-formed row, checked without building error paths (this runs per row).
+                operations.append(FivetranOperation(item["table"], item["operation"], item["row"]))
+                continue
             path = f"[{i}]"
             item = _expect_object(item, path)
             table = _expect_str(*_required(item, "table", path))

@@ -26,12 +26,9 @@ def test_readme_fivetran_sync_example_works_when_pasted(tmp_path: Path) -> None:
     blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     (block,) = [b for b in blocks if "fivetran-sync" in b]
     script = block.replace(DEFAULT_PORT, str(_free_port()))
-    (tmp_path / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent)
-    if not (tmp_path / ".venv" / "bin" / "convex-connectors").exists():
-        (tmp_path / ".venv").unlink()
-        (tmp_path / ".venv" / "bin").mkdir(parents=True)
-        for name in ("python", "convex-connectors"):
-            (tmp_path / ".venv" / "bin" / name).symlink_to(Path(sys.executable).parent / name)
+    venv = Path(sys.prefix)  # the environment running the tests (a venv: its bin holds both commands)
+    assert (venv / "bin" / "convex-connectors").exists(), "run the tests from the project's venv"
+    (tmp_path / ".venv").symlink_to(venv)
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
         proc = subprocess.Popen(

@@ -428,18 +428,21 @@ def test_unexpected_errors_are_generic_and_logged_without_data(
 def test_keygen_prints_keys_that_the_server_accepts(tmp_path: Path) -> None:
     runner = CliRunner()
     data_dir = tmp_path / "data"
+    Deployment.open(data_dir=data_dir, config=DeploymentConfig(background=False)).close()  # as `serve` would
     printed = {}
     for kind in ("admin", "export", "import"):
         result = runner.invoke(main, ["keygen", "--data-dir", str(data_dir), "--kind", kind])
         assert result.exit_code == 0, result.output
         printed[kind] = result.output.strip()
-        assert re.fullmatch(rf"{kind}:local\|[A-Za-z0-9_-]{{67}}", printed[kind])
+        assert re.fullmatch(rf"{kind}:{kind}-[0-9a-f]{{8}}\|[A-Za-z0-9_-]{{67}}", printed[kind])
     default = runner.invoke(main, ["keygen", "--data-dir", str(data_dir)])
-    assert default.output.startswith("admin:local|")
+    assert default.output.startswith("admin:admin-")
+    named = runner.invoke(main, ["keygen", "--data-dir", str(data_dir), "--name", "ci-runner"])
+    assert named.output.startswith("admin:ci-runner|")
     dep = Deployment.open(data_dir=data_dir, config=DeploymentConfig(background=False))
     try:
-        secret = keys.instance_secret(dep)
-        assert {k: keys.verify_key(secret, v) for k, v in printed.items()} == {k: KeyKind(k) for k in printed}
+        ring = keys.KeyRing(keys.KeyRegistry(dep))
+        assert {k: ring.verify(v) for k, v in printed.items()} == {k: KeyKind(k) for k in printed}
     finally:
         dep.close()
 

@@ -175,9 +175,19 @@ def test_encoded_decode_errors(obj: Any, message: str) -> None:
 def test_rust_float_display_in_messages() -> None:
     # +0.0 is neither normal nor subnormal, so upstream accepts it in a $float object.
     assert same(from_encoded_json({"$float": "AAAAAAAAAAA="}), 0.0)
+    # Short numbers are written as Rust's `{}` does (no exponent, no trailing `.0`), as upstream does.
+    for number, text in ((1.5, "1.5"), (1e20, "100000000000000000000"), (-2.0, "-2")):
+        with pytest.raises(InvalidValueError) as info:
+            from_encoded_json({"$float": base64.b64encode(f64_bits(number)).decode()})
+        assert info.value.message == f"Float64 {text} should be encoded as a number"
+
+
+@pytest.mark.parametrize(("number", "text"), [(1e300, "1e+300"), (5e-324, "5e-324"), (-1.7e308, "-1.7e+308")])
+def test_float_message_does_not_spell_out_hundreds_of_digits(number: float, text: str) -> None:
+    # Rust's `{}` writes 1e300 as 301 digits and 5e-324 as 326 characters; past 32 the exponent form is kept.
     with pytest.raises(InvalidValueError) as info:
-        from_encoded_json({"$float": base64.b64encode(f64_bits(1e300)).decode()})
-    assert "Float64 1" + "0" * 300 + " should be encoded as a number" in info.value.message
+        from_encoded_json({"$float": base64.b64encode(f64_bits(number)).decode()})
+    assert info.value.message == f"Float64 {text} should be encoded as a number"
 
 
 def test_special_floats_accepted_in_float_objects() -> None:

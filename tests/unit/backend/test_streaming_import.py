@@ -298,8 +298,6 @@ def test_missing_stream_writes_nothing(deployment: Deployment) -> None:
         (("ok", "sp ace"),),
         ((),),
         (("_id",),),
-        (("a",), ("a",)),
-        tuple((f"f{i}",) for i in range(17)),
     ],
 )
 def test_invalid_stream_primary_key_is_a_plain_error(deployment: Deployment, primary_key: Any) -> None:
@@ -310,6 +308,41 @@ def test_invalid_stream_primary_key_is_a_plain_error(deployment: Deployment, pri
         "Invalid primary key: Identifiers must start with a letter and can only contain letters, digits, and"
         " underscores. [["
     )
+
+
+@pytest.mark.parametrize(
+    ("primary_key", "message"),
+    [
+        (
+            (("a",), ("b", "c"), ("a",)),
+            'Invalid primary key: the field path ["a"] appears more than once in [["a"], ["b", "c"], ["a"]].'
+            " List each field once.",
+        ),
+        (
+            tuple((f"f{i}",) for i in range(17)),
+            "Invalid primary key: it has 17 field paths; the limit is 16. Use at most 16 fields that together"
+            " identify a record.",
+        ),
+    ],
+)
+def test_primary_key_shape_errors_say_what_is_wrong(
+    deployment: Deployment, primary_key: Any, message: str
+) -> None:
+    # Duplicates and too many paths used to be reported as an identifier problem.
+    with pytest.raises(PlainError) as ei:
+        si.import_airbyte_records(deployment, {"t": AirbyteStream(primary_key)}, [])
+    assert str(ei.value) == message
+    with pytest.raises(BadRequestError) as ei2:
+        si.add_primary_key_indexes(deployment, {"t": [list(p) for p in primary_key]})
+    assert (ei2.value.code, ei2.value.message) == ("InvalidPrimaryKey", message)
+
+
+def test_primary_key_message_cuts_long_names(deployment: Deployment) -> None:
+    with pytest.raises(BadRequestError) as ei:
+        si.add_primary_key_indexes(deployment, {"t": [["bad-" + "x" * 100_000], ["y" * 100_000]]})
+    assert ei.value.code == "InvalidPrimaryKey"
+    assert len(ei.value.message) < 2000
+    assert '"bad-' + "x" * 60 + '…"' in ei.value.message
 
 
 def test_bad_record_at_the_end_writes_nothing(small: Deployment) -> None:
@@ -457,11 +490,13 @@ def test_item_too_big_for_any_transaction(deployment_factory: DeploymentFactory)
 def test_read_limit_also_commits_and_continues(deployment_factory: DeploymentFactory) -> None:
     dep = deployment_factory.open(DeploymentConfig(background=False, max_read_rows_per_transaction=20))
     si.add_primary_key_indexes(dep, {"t": [["primary_key"]]})
+    # 25 existing keys: looking them all up reads more than 20 index entries.
+    si.import_airbyte_records(dep, {"t": PK}, [rec("t", primary_key=f"k{i}", v=i) for i in range(25)])
     result = si.import_airbyte_records(
-        dep, {"t": PK}, [rec("t", primary_key=f"k{i % 10}", v=i) for i in range(40)]
+        dep, {"t": PK}, [rec("t", primary_key=f"k{i % 25}", v=i) for i in range(40)]
     )
     assert result.records_committed == 40 and result.transactions > 1
-    assert sorted(d["v"] for d in docs(dep, "t")) == [float(i) for i in range(30, 40)]
+    assert sorted(d["v"] for d in docs(dep, "t")) == [float(i) for i in range(15, 40)]
 
     fivetran_table(dep, "f", ["id"])
     _synced_rows(dep, "f", [float(i) for i in range(30)])
