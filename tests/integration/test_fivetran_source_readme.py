@@ -49,4 +49,8 @@ def test_readme_fivetran_sync_example_works_when_pasted(tmp_path: Path) -> None:
     assert "Synced 1,000 rows, 0 deletes, 1 truncates" in text
     assert "Synced 0 rows" in text  # the second run only follows the changes
     assert "user" in text and "_fivetran_synced" in text  # the DuckDB query printed the rows
-    assert (tmp_path / "out.duckdb.state.json").read_text().startswith('{"version":2,"checkpoint":{"DeltaUpdates"')
+    assert (
+        (tmp_path / "out.duckdb.state.json")
+        .read_text()
+        .startswith('{"version":2,"checkpoint":{"DeltaUpdates"')
+    )
