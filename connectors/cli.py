@@ -443,5 +443,10 @@ def _import_mode(mode: str | None, replace: bool, append: bool, replace_all: boo
     return flags[0] if flags else (mode or "create")
 
 
+from fivetran_destination.cli import destination_command, tester_command  # noqa: E402
+
+main.add_command(destination_command)
+main.add_command(tester_command)
+
 if __name__ == "__main__":  # last: every command above must be registered first
     main()

@@ -3,7 +3,7 @@
 One streaming pipeline per file, in memory only (decrypted data never touches disk)::
 
     file -> AES-256-CBC (first 16 bytes = IV, key = keys[path]) + PKCS#7 unpadding
-         -> zstd / gzip / no decompression -> UTF-8 text -> csv.reader -> rows mapped by header name
+         -> zstd / gzip / no decompression -> UTF-8 text -> csv.reader -> rows as cell lists in header order
 
 Memory stays flat whatever the file size: the cipher and the decompressors work on chunks, the PKCS#7
 unpadder holds back only the last block, and rows are yielded in batches. Convex's Rust reader restarted
@@ -95,7 +95,8 @@ class _Unmodified:
 UNMODIFIED: Final = _Unmodified()
 _E = TypeVar("_E", Compression, Encryption)
 Cell = str | None | _Unmodified
-Row = dict[str, Cell]
+Row = list[Cell]
+"""One data row: its cells in header order (``RowBatch.header`` names them)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,11 @@ class RowBatch:
     header: tuple[str, ...]
     rows: list[Row]
     first_row: int
+
+    def dicts(self) -> list[dict[str, Cell]]:
+        """The rows as dicts keyed by column name (convenient, but slower than the cell lists)."""
+        header = self.header
+        return [dict(zip(header, row, strict=True)) for row in self.rows]
 
 
 class BatchFileError(Exception):
@@ -245,15 +251,11 @@ def _rows(
                     rows_read + 1,
                 )
             # Most rows hold no sentinel: test with C-level list scans before touching cells one by one.
+            # Rows stay the csv module's lists (cells in header order): no per-row dict is built.
             if unmodified in record or null in record:
-                batch.append(
-                    {
-                        column: UNMODIFIED if cell == unmodified else None if cell == null else cell
-                        for column, cell in zip(header, record, strict=False)
-                    }
-                )
+                batch.append([UNMODIFIED if cell == unmodified else None if cell == null else cell for cell in record])
             else:
-                batch.append(dict(zip(header, record, strict=False)))  # lengths checked above
+                batch.append(record)  # type: ignore[arg-type]  # list[str] is a list of cells
             rows_read += 1
             if len(batch) >= per_batch:
                 yield RowBatch(header, batch, first)
