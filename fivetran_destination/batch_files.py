@@ -46,6 +46,8 @@ READ_CHUNK_BYTES: Final = 1 << 20
 # zstd's decompressobj has no output limit, so its input is fed in slices to keep each step's output small.
 ZSTD_INPUT_SLICE_BYTES: Final = 64 << 10
 DEFAULT_ROWS_PER_BATCH: Final = 1000
+# A batch is also cut when its cells reach this many characters, so wide rows keep memory flat.
+MAX_BATCH_CHARS: Final = 4 << 20
 # A single cell may be as large as a whole batch file (at most 100 MB, fivetran-sdk.md §8.1).
 MAX_FIELD_BYTES: Final = 128 << 20
 
@@ -240,6 +242,7 @@ def _rows(
         null, unmodified = params.null_string, params.unmodified_string
         batch: list[Row] = []
         first = 1
+        chars = 0
         for record in reader:
             if len(record) != width:
                 if not record:
@@ -257,10 +260,12 @@ def _rows(
             else:
                 batch.append(record)  # type: ignore[arg-type]  # list[str] is a list of cells
             rows_read += 1
-            if len(batch) >= per_batch:
+            chars += sum(map(len, record))
+            if len(batch) >= per_batch or chars >= MAX_BATCH_CHARS:
                 yield RowBatch(header, batch, first)
                 first = rows_read + 1
                 batch = []
+                chars = 0
         if batch:
             yield RowBatch(header, batch, first)
     except _LayerError as error:
