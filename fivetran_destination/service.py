@@ -65,8 +65,8 @@ def deployment_message(e: ConvexError, url: str) -> str:
     """The contract's text for a failed call (fivetran-destination.md §3), with what to do."""
     if isinstance(e, ConvexConnectionError):
         return (
-            f"An error occurred on the Convex deployment: could not reach {url} ({e.message}). Check the"
-            " deployment URL in the connector settings and that the deployment is running."
+            f"An error occurred on the Convex deployment: could not reach {url} ({_connection_reason(e.message)})."
+            " Check the deployment URL in the connector settings and that the deployment is running."
         )
     if isinstance(e, ConvexApiError) and e.status:
         body = e.body_text or e.message
@@ -80,8 +80,19 @@ def deployment_message(e: ConvexError, url: str) -> str:
     return f"An error occurred on the Convex deployment: {e.user_message}"
 
 
-def _timestamp_ms(ts: Any) -> float:
-    return float(ts.seconds) * 1000.0 + ts.nanos / 1e6
+def _connection_reason(message: str) -> str:
+    """A short reason instead of the HTTP library's nested exception text."""
+    for needle, reason in (
+        ("NameResolution", "the host name does not resolve"),
+        ("Name or service not known", "the host name does not resolve"),
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("Timeout", "timed out"),
+        ("SSL", "TLS handshake failed"),
+    ):
+        if needle in message:
+            return reason
+    return message
 
 
 class DestinationService(destination_sdk_pb2_grpc.DestinationConnectorServicer):
