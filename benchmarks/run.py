@@ -44,6 +44,11 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
+    # Fivetran destination: a zstd + AES replace batch end to end against the client fed the same rows.
+    ("fivetran-destination", "fd_prepare", "benchmarks.bench_fivetran_destination", None),
+    ("fivetran-destination", "fd_parse", "benchmarks.bench_fivetran_destination", None),
+    ("fivetran-destination", "fd_direct", "benchmarks.bench_fivetran_destination", None),
+    ("fivetran-destination", "fd_connector", "benchmarks.bench_fivetran_destination", "fd_direct"),
 ]
 
 
@@ -74,7 +79,7 @@ def table(results: list[tuple[dict, float | None]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--suite", choices=["all", "engine", "http", "sync"], default="all")
+    ap.add_argument("--suite", choices=["all", "engine", "http", "sync", "fivetran-destination"], default="all")
     ap.add_argument("--write-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
