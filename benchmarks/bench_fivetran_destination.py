@@ -148,7 +148,7 @@ def fd_direct(work: Path, rows: int) -> Result:
     from connectors.client import ClientConfig, ConvexClient
     from connectors.client.wire import FivetranOperation
     from fivetran_destination.model import TableDef
-    from fivetran_destination.writer import encode_doc
+    from fivetran_destination.rows import encode_doc
 
     server = _Server(work, "direct")
     try:

@@ -46,7 +46,8 @@ from fivetran_destination.model import (
     placement,
     set_path,
 )
-from fivetran_destination.writer import OperationSink, encode_doc, operation, run_pipeline
+from fivetran_destination.rows import encode_doc
+from fivetran_destination.writer import OperationSink, operation, run_pipeline
 from protos import destination_sdk_pb2
 
 # The largest UTC_DATETIME Fivetran writes for an open history version (9999-12-31T23:59:59.999Z).

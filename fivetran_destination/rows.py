@@ -10,14 +10,45 @@ Errors never carry cell values (customer data): they name the file, the data row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from connectors import values
 from connectors.constants import FIVETRAN_OBJECT, FIVETRAN_SYNCED_COLUMN
 from connectors.typemap.fivetran import FivetranCellError, FivetranDataType, parse_fivetran_cell
 from fivetran_destination.batch_files import UNMODIFIED, Cell
 from fivetran_destination.model import TableDef, placement
+
+_VERBATIM: Final = frozenset({FivetranDataType.STRING, FivetranDataType.XML, FivetranDataType.DECIMAL})
+
+
+def encode_value(value: Any) -> Any:
+    """A Python Convex value -> Convex internal JSON, with a fast path for the JSON-native leaves."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return value
+    if t is float and math.isfinite(value) and (value != 0.0 or math.copysign(1.0, value) > 0):
+        return value
+    if t is dict:
+        return {k: encode_value(v) for k, v in value.items()}
+    return values.to_encoded_json(value)
+
+
+def encode_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: encode_value(value) for key, value in doc.items()}
+
+
+def _parser(data_type: FivetranDataType, column: str) -> Callable[[str], Any] | None:
+    """The cell parser of a column, returning Convex internal JSON; None: the text is the value."""
+    if data_type in _VERBATIM:
+        return None
+
+    def parse(text: str) -> Any:
+        return encode_value(parse_fivetran_cell(text, data_type, column))
+
+    return parse
 
 
 class RowError(ValueError):
@@ -29,6 +60,7 @@ class _Slot:
     column: str
     data_type: FivetranDataType | None  # None: not a column of the table
     path: tuple[str, ...]
+    parse: Callable[[str], Any] | None  # None: the cell text is the value
 
 
 class RowConverter:
@@ -39,12 +71,20 @@ class RowConverter:
         slots: list[_Slot] = []
         for name in header:
             column = table.column(name)
-            slots.append(_Slot(name, None if column is None else column.type, placement(name).path))
+            data_type = None if column is None else column.type
+            parse = None if data_type is None else _parser(data_type, name)
+            slots.append(_Slot(name, data_type, placement(name).path, parse))
+            if name == FIVETRAN_SYNCED_COLUMN and data_type not in (None, FivetranDataType.UTC_DATETIME):
+                raise RowError(
+                    "A row from your data source is invalid: Unexpected value for _fivetran_synced: the column"
+                    " must be UTC_DATETIME in the table definition."
+                )
         self.slots = tuple(slots)
         self.header = tuple(header)
 
     def convert(self, cells: Sequence[Cell], row_number: int) -> dict[str, Any]:
-        """One row (cells in header order) -> a document with the ``fivetran`` object always present."""
+        """One row (cells in header order) -> a document in Convex internal JSON, with the ``fivetran``
+        object always present."""
         doc: dict[str, Any] = {}
         meta: dict[str, Any] = {}
         columns: dict[str, Any] | None = None
@@ -53,30 +93,24 @@ class RowConverter:
                 continue
             if cell is None:
                 value: Any = None
-            else:
-                if slot.data_type is None:
-                    raise RowError(
-                        f"A row from your data source is invalid: the batch file {self.file_name} (data row"
-                        f" {row_number}) has a value in column `{slot.column}`, which is not in the table's"
-                        " definition (Column not in schema). Fivetran sends AlterTable before such batches;"
-                        " let Fivetran resend the batch, or contact support if this persists."
-                    )
+            elif slot.parse is not None:
                 try:
-                    value = parse_fivetran_cell(str(cell), slot.data_type, slot.column)
+                    value = slot.parse(cell)  # type: ignore[arg-type]
                 except FivetranCellError as e:
                     # The type map's text names the column and type; the cell value is left out on purpose.
                     raise RowError(
                         f"A row from your data source is invalid: batch file {self.file_name}, data row"
                         f" {row_number}: {e}"
                     ) from None
-                if (
-                    slot.column == FIVETRAN_SYNCED_COLUMN
-                    and slot.data_type is not FivetranDataType.UTC_DATETIME
-                ):
-                    raise RowError(
-                        "A row from your data source is invalid: Unexpected value for _fivetran_synced: the"
-                        " column must be UTC_DATETIME."
-                    )
+            elif slot.data_type is None:
+                raise RowError(
+                    f"A row from your data source is invalid: the batch file {self.file_name} (data row"
+                    f" {row_number}) has a value in column `{slot.column}`, which is not in the table's"
+                    " definition (Column not in schema). Fivetran sends AlterTable before such batches;"
+                    " let Fivetran resend the batch, or contact support if this persists."
+                )
+            else:
+                value = cell
             path = slot.path
             if len(path) == 1:
                 doc[path[0]] = value

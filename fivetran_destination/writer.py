@@ -32,7 +32,6 @@ from typing import Any, Final
 
 import orjson
 
-from connectors import values
 from connectors.batching import Batcher, BatchLimits
 from connectors.client import ConvexClient
 from connectors.client.wire import FivetranOperation
@@ -49,7 +48,7 @@ from connectors.errors import ConvexError
 from connectors.sync import HttpReader, Rows, SyncMode, SyncSelection, SyncState, TableRef, run_sync
 from fivetran_destination.batch_files import BatchFileParams, read_batch_file
 from fivetran_destination.model import TableDef, get_path, key_of, merge_update, placement, set_path
-from fivetran_destination.rows import RowConverter
+from fivetran_destination.rows import RowConverter, encode_doc
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +59,6 @@ ROWS_PER_READ: Final = 2000
 
 class WriteError(Exception):
     """The batch stopped; ``str()`` is the Task message."""
-
-
-def encode_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Python Convex values -> Convex internal JSON, with a fast path for the JSON-native leaves."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        out[key] = _encode(value)
-    return out
-
-
-def _encode(value: Any) -> Any:
-    t = type(value)
-    if t is str or t is bool or value is None:
-        return value
-    if t is float and math.isfinite(value) and (value != 0.0 or math.copysign(1.0, value) > 0):
-        return value
-    if t is dict:
-        return {k: _encode(v) for k, v in value.items()}
-    return values.to_encoded_json(value)
 
 
 # --- posting -------------------------------------------------------------------------------------------
@@ -203,7 +183,7 @@ def file_rows(
         convert = converter.convert
         number = batch.first_row
         for cells in batch.rows:
-            yield encode_doc(convert(cells, number))
+            yield convert(cells, number)
             number += 1
 
 
