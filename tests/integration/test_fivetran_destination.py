@@ -677,3 +677,47 @@ def test_large_encrypted_file_streams_in_flat_memory(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert count == rows
     assert peak < 30_000_000, peak  # bounded buffers (batches cut at 4M characters), never the 50 MB file
+
+
+def test_deployed_schema_mismatch_is_a_task_with_the_schema_ts_text(
+    stub: Any, live_server: LiveServer
+) -> None:
+    from connectors.schema import parse_database_schema
+
+    schema = parse_database_schema(
+        {
+            "tables": [
+                {
+                    "tableName": "public_books",
+                    "indexes": [{"indexDescriptor": "by_id", "fields": ["id", "_creationTime"]}],
+                    "documentType": {
+                        "type": "object",
+                        "value": {"id": {"fieldType": {"type": "string"}, "optional": False}},
+                    },
+                }
+            ],
+            "schemaValidation": False,
+        }
+    )
+    with live_server.deployment.transaction() as tx:
+        tx.set_schema(schema)
+    resp = stub.CreateTable(
+        destination_sdk_pb2.CreateTableRequest(
+            configuration=config(live_server), schema_name="public", table=books()
+        )
+    )
+    message = resp.task.message
+    assert "is incorrect in the schema of your Convex destination" in message
+    assert (
+        "`public_books: defineTable({" in message and '.index("_fivetran_by_primary_key", ["id"])' in message
+    )
+    other = common_pb2.Table(name="other", columns=[column("k", common_pb2.STRING, True)])
+    resp = stub.CreateTable(
+        destination_sdk_pb2.CreateTableRequest(
+            configuration=config(live_server), schema_name="public", table=other
+        )
+    )
+    assert (
+        "is missing in the schema" in resp.task.message
+        and "`public_other: defineTable({" in resp.task.message
+    )
