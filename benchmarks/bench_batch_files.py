@@ -9,7 +9,7 @@ Cases, each in its own subprocess so its peak RSS is its own:
 - ``raw_csv``: baseline — the file decrypted and decompressed into memory (not timed), then a plain
   ``csv.reader`` over that text, counting rows;
 - ``reader``: ``fivetran_destination.batch_files.read_batch_file`` over the file, counting rows: the whole
-  pipeline (decrypt, unpad, decompress, decode, parse, rows as dicts with sentinels mapped).
+  pipeline (decrypt, unpad, decompress, decode, parse, rows as cell lists with sentinels mapped).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def reader(work: Path, rows: int) -> Result:
         count += len(batch.rows)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert count == rows, (count, rows)
-    name = "batch_files.read_batch_file (AES + zstd + CSV -> dict rows)"
+    name = "batch_files.read_batch_file (AES + zstd + CSV -> cell lists)"
     return Result(name, count, elapsed, peak_rss_mb(), note=_cpu(count, cpu))
 
 

@@ -61,6 +61,11 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("export", "export_parquet_http", "benchmarks.bench_export", "export_raw_pipeline"),
     ("export", "export_parquet_local", "benchmarks.bench_export", "export_raw_pipeline"),
     ("export", "export_avro_http", "benchmarks.bench_export", "export_raw_pipeline"),
+    # Fivetran destination: a zstd + AES replace batch end to end against the client fed the same rows.
+    ("fivetran-destination", "fd_prepare", "benchmarks.bench_fivetran_destination", None),
+    ("fivetran-destination", "fd_parse", "benchmarks.bench_fivetran_destination", None),
+    ("fivetran-destination", "fd_direct", "benchmarks.bench_fivetran_destination", None),
+    ("fivetran-destination", "fd_connector", "benchmarks.bench_fivetran_destination", "fd_direct"),
 ]
 # (case, other case): the case's note gets its rows/s ratio to the other case of the same run.
 EXTRA_RATIOS: list[tuple[str, str]] = [("ftsrc_records", "ftsrc_single_records")]

@@ -426,6 +426,10 @@ def _import_mode(mode: str | None, replace: bool, append: bool, replace_all: boo
 from connectors.export.cli import export_command  # noqa: E402 - registered after main exists
 
 main.add_command(export_command)
+from fivetran_destination.cli import destination_command, tester_command  # noqa: E402 - registered after main exists
+
+main.add_command(destination_command)
+main.add_command(tester_command)
 
 from fivetran_source.cli import fivetran_source_command, fivetran_sync_command  # noqa: E402
 

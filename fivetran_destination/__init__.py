@@ -1,4 +1,5 @@
 """The Fivetran Partner SDK v2 destination connector (``../shared/spec/fivetran-destination.md``).
 
-``batch_files`` reads the batch files of WriteBatch/WriteHistoryBatch requests.
+``service`` is the gRPC servicer; ``batch_files`` reads the batch files of WriteBatch/WriteHistoryBatch
+requests; ``writer`` posts their rows; ``harness`` replays Fivetran's destination-tester inputs.
 """

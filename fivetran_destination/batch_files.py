@@ -3,7 +3,7 @@
 One streaming pipeline per file, in memory only (decrypted data never touches disk)::
 
     file -> AES-256-CBC (first 16 bytes = IV, key = keys[path]) + PKCS#7 unpadding
-         -> zstd / gzip / no decompression -> UTF-8 text -> csv.reader -> rows mapped by header name
+         -> zstd / gzip / no decompression -> UTF-8 text -> csv.reader -> rows as cell lists in header order
 
 Memory stays flat whatever the file size: the cipher and the decompressors work on chunks, the PKCS#7
 unpadder holds back only the last block, and rows are yielded in batches. Convex's Rust reader restarted
@@ -46,6 +46,8 @@ READ_CHUNK_BYTES: Final = 1 << 20
 # zstd's decompressobj has no output limit, so its input is fed in slices to keep each step's output small.
 ZSTD_INPUT_SLICE_BYTES: Final = 64 << 10
 DEFAULT_ROWS_PER_BATCH: Final = 1000
+# A batch is also cut when its cells reach this many characters, so wide rows keep memory flat.
+MAX_BATCH_CHARS: Final = 4 << 20
 # A single cell may be as large as a whole batch file (at most 100 MB, fivetran-sdk.md §8.1).
 MAX_FIELD_BYTES: Final = 128 << 20
 
@@ -95,7 +97,8 @@ class _Unmodified:
 UNMODIFIED: Final = _Unmodified()
 _E = TypeVar("_E", Compression, Encryption)
 Cell = str | None | _Unmodified
-Row = dict[str, Cell]
+Row = list[Cell]
+"""One data row: its cells in header order (``RowBatch.header`` names them)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,11 @@ class RowBatch:
     header: tuple[str, ...]
     rows: list[Row]
     first_row: int
+
+    def dicts(self) -> list[dict[str, Cell]]:
+        """The rows as dicts keyed by column name (convenient, but slower than the cell lists)."""
+        header = self.header
+        return [dict(zip(header, row, strict=True)) for row in self.rows]
 
 
 class BatchFileError(Exception):
@@ -234,6 +242,7 @@ def _rows(
         null, unmodified = params.null_string, params.unmodified_string
         batch: list[Row] = []
         first = 1
+        chars = 0
         for record in reader:
             if len(record) != width:
                 if not record:
@@ -245,20 +254,18 @@ def _rows(
                     rows_read + 1,
                 )
             # Most rows hold no sentinel: test with C-level list scans before touching cells one by one.
+            # Rows stay the csv module's lists (cells in header order): no per-row dict is built.
             if unmodified in record or null in record:
-                batch.append(
-                    {
-                        column: UNMODIFIED if cell == unmodified else None if cell == null else cell
-                        for column, cell in zip(header, record, strict=False)
-                    }
-                )
+                batch.append([UNMODIFIED if cell == unmodified else None if cell == null else cell for cell in record])
             else:
-                batch.append(dict(zip(header, record, strict=False)))  # lengths checked above
+                batch.append(record)  # type: ignore[arg-type]  # list[str] is a list of cells
             rows_read += 1
-            if len(batch) >= per_batch:
+            chars += sum(map(len, record))
+            if len(batch) >= per_batch or chars >= MAX_BATCH_CHARS:
                 yield RowBatch(header, batch, first)
                 first = rows_read + 1
                 batch = []
+                chars = 0
         if batch:
             yield RowBatch(header, batch, first)
     except _LayerError as error:

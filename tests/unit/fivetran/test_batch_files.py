@@ -53,7 +53,7 @@ def read_all(
 ):
     batches = list(read_batch_file(str(path), params, keys or {}, per_batch))
     header = batches[0].header if batches else None
-    return header, [row for batch in batches for row in batch.rows]
+    return header, [row for batch in batches for row in batch.dicts()]
 
 
 def params(
@@ -335,7 +335,7 @@ def test_batches_and_row_numbers(tmp_path: Path) -> None:
     assert [len(b.rows) for b in batches] == [10, 10, 5]
     assert [b.first_row for b in batches] == [1, 11, 21]
     assert all(b.header == tuple(header) for b in batches)
-    assert [row for b in batches for row in b.rows] == expected
+    assert [row for b in batches for row in b.dicts()] == expected
 
 
 @pytest.mark.parametrize("size_in_blocks", [1, 2, 300])
@@ -406,7 +406,7 @@ MEMORY_PROBE = textwrap.dedent(
     last_id = None
     for batch in read_batch_file(path, params, {path: bytes.fromhex(key_hex)}):
         rows += len(batch.rows)
-        last_id = batch.rows[-1]["id"]
+        last_id = batch.dicts()[-1]["id"]
     print(json.dumps({"rows": rows, "last_id": last_id, "before_mb": before, "after_mb": peak_mb()}))
     """
 )
