@@ -413,7 +413,7 @@ def source_records(client: ConvexClient) -> Iterator[dict[str, Any]]:
                 data = airbyte_record_data(value.document)
                 data.update({"_ab_cdc_lsn": value.ts, "_ab_cdc_updated_at": "2026-01-01T00:00:00Z",
                              "_ab_cdc_deleted_at": None})
-                yield record(event.table.name, data)
+                yield record(event.table.table, data)
 
 
 def test_round_trip_from_deployment_a_to_deployment_b(
