@@ -4,10 +4,15 @@ entrypoint in-process (``run_cmd`` with the messages on stdin) and as the instal
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import logging
 import math
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -131,8 +136,6 @@ def write_files(tmp_path: Path, config: dict[str, Any], catalog: dict[str, Any] 
 
 
 def check(config: dict[str, Any]) -> Any:
-    import logging
-
     return DestinationConvex().check(logging.getLogger("test"), config)
 
 
@@ -451,3 +454,27 @@ def test_round_trip_from_deployment_a_to_deployment_b(
             assert content["nan"] == "NaN" and content["inf"] == "-Infinity"
             assert base64.b64decode(content["nested"]["list"][2]["deep"][0]) == b"\x01"
             assert content["null"] is None and content["nested"]["obj"] == {"k": None}
+
+
+# --- the README's example, pasted as written -----------------------------------------------------------------
+
+
+def test_readme_destination_example_works_when_pasted(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, flags=re.S) if "destination-convex write" in b
+                and "docker" not in b]
+    port = str(closed_port())
+    (tmp_path / ".venv").symlink_to(sys.prefix)  # the environment running the tests, as .venv
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", block.replace("3211", port)], cwd=tmp_path,
+                                stdout=out, stderr=err, start_new_session=True)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    text = (tmp_path / "out").read_text()
+    assert proc.returncode == 0, (text, (tmp_path / "err").read_text())
+    assert '"status":"SUCCEEDED"' in text
+    assert '{"type":"STATE","state":{"type":"LEGACY","data":{"cursor":1}}}' in text
+    assert "[{'email': 'ada@example.com', 'name': 'Ada Lovelace'}]" in text
