@@ -44,6 +44,9 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
+    # destination-convex (console script) against the shared client importing the same records, same run.
+    ("airbyte-destination", "abdst_client_append", "benchmarks.bench_airbyte_destination", None),
+    ("airbyte-destination", "abdst_append", "benchmarks.bench_airbyte_destination", "abdst_client_append"),
 ]
 
 
@@ -74,7 +77,7 @@ def table(results: list[tuple[dict, float | None]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--suite", choices=["all", "engine", "http", "sync"], default="all")
+    ap.add_argument("--suite", choices=["all", "engine", "http", "sync", "airbyte-destination"], default="all")
     ap.add_argument("--write-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()

@@ -131,6 +131,8 @@ class DestinationConvex(Destination):
                 writer.close()
             except ConvexError as exc:
                 raise traced(exc, url) from None
+            finally:
+                writer.abort()
             logger.info(f"Wrote {writer.rows_written:,} records in {writer.batches_written:,} batches")
 
 

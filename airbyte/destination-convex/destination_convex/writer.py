@@ -9,6 +9,10 @@ Records go through the shared bounded batcher (``connectors.batching``): a batch
 would exceed the row count or the request's byte budget (under the 20 MiB body limit), and a STATE message is
 returned only after every record before it was acknowledged by the server.
 
+One batch is in flight while the next is being built (a single sender thread): the server's work overlaps
+the parsing of the next records, at most two batches are in memory, batches are sent in order, and a failed
+batch stops the sync at the next flush, state or end.
+
 Append-mode batches are never retried after a failure that may have reached the server: the client raises
 ``AmbiguousWriteError`` and the sync stops without echoing the state, so the records are written at most once
 by this run. Dedup batches converge when repeated and are retried by the client.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -212,15 +217,11 @@ class Writer:
         envelope = len(orjson.dumps({"tables": {t: s.to_json() for t, s in self._wire.items()}, "messages": []}))
         self._limits = BatchLimits.under_body_limit(body_limit, max_rows=max_rows, envelope_bytes=envelope)
         self._batcher: Batcher[ImportMessage] = Batcher(self._limits, self._send)
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convex-import")
+        self._in_flight: Future[None] | None = None
         self.records_seen = 0
-
-    @property
-    def rows_written(self) -> int:
-        return self._batcher.rows_flushed
-
-    @property
-    def batches_written(self) -> int:
-        return self._batcher.batches_flushed
+        self.rows_written = 0
+        self.batches_written = 0
 
     def setup(self) -> list[str]:
         """Clear the overwrite tables (one atomic call) and create and wait for the dedup indexes. Returns
@@ -275,12 +276,33 @@ class Writer:
 
     def checkpoint(self) -> None:
         """Send every buffered record; returns only once the server committed them."""
-        self._batcher.checkpoint(lambda: None)
+        self._batcher.checkpoint(self._wait)
 
     def close(self) -> None:
-        self._batcher.close()
+        """Send what is left and wait for it; then release the sender thread."""
+        try:
+            self._batcher.close()
+            self._wait()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop without sending buffered records; waits for a batch already in flight (never half-sent)."""
+        self._sender.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        future, self._in_flight = self._in_flight, None
+        if future is not None:
+            future.result()
 
     def _send(self, batch: Sequence[ImportMessage]) -> None:
+        self._wait()  # one batch in flight, in order
+        self._in_flight = self._sender.submit(self._import, list(batch))
+
+    def _import(self, batch: list[ImportMessage]) -> None:
         names = {m.table_name for m in batch}
         tables = {name: self._wire[name] for name in names}
         self._client.import_airbyte_records(tables, batch)
+        self.rows_written += len(batch)
+        self.batches_written += 1
