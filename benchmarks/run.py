@@ -3,6 +3,7 @@
     python -m benchmarks.run                     # 1 M documents, SQLite, all suites
     python -m benchmarks.run --docs 100000 --suite engine
     python -m benchmarks.run --docs 1000000 --suite sync  # builds its own deployment when run alone
+    python -m benchmarks.run --docs 1000000 --suite export
     python -m benchmarks.run --write-readme      # update the table in benchmarks/README.md
 
 Each case runs in its own subprocess so its peak RSS is its own. Baselines run in the same invocation,
@@ -44,6 +45,17 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
+    # Airbyte source: ours against the published connector on the same server (and the client alone).
+    ("airbyte", "airbyte_source_client", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_published_full_refresh", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_published_incremental", "benchmarks.bench_airbyte_source", None),
+    ("airbyte", "airbyte_source_full_refresh", "benchmarks.bench_airbyte_source", "airbyte_published_full_refresh"),
+    ("airbyte", "airbyte_source_incremental", "benchmarks.bench_airbyte_source", "airbyte_published_incremental"),
+    # The snapshot export (issue #11) against the raw pipeline: client pages written with pyarrow directly.
+    ("export", "export_raw_pipeline", "benchmarks.bench_export", None),
+    ("export", "export_parquet_http", "benchmarks.bench_export", "export_raw_pipeline"),
+    ("export", "export_parquet_local", "benchmarks.bench_export", "export_raw_pipeline"),
+    ("export", "export_avro_http", "benchmarks.bench_export", "export_raw_pipeline"),
     # destination-convex (console script) against the shared client importing the same records, same run.
     ("airbyte-destination", "abdst_client_append", "benchmarks.bench_airbyte_destination", None),
     ("airbyte-destination", "abdst_append", "benchmarks.bench_airbyte_destination", "abdst_client_append"),
@@ -77,7 +89,7 @@ def table(results: list[tuple[dict, float | None]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--suite", choices=["all", "engine", "http", "sync", "airbyte-destination"], default="all")
+    ap.add_argument("--suite", choices=["all", *dict.fromkeys(suite for suite, *_ in CASES)], default="all")
     ap.add_argument("--write-readme", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()

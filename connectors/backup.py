@@ -96,7 +96,7 @@ import shutil
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,7 @@ import orjson
 from connectors import identifiers, ids, values
 from connectors.backend.engine import CREATION_TIME, Deployment, TableInfo, Transaction
 from connectors.batching import Batcher, BatchLimits
+from connectors.constants import ID_FIELD
 from connectors.errors import BadRequestError, ConvexError, InvalidValueError, TransactionLimitError
 from connectors.typemap.legacy_shape import UNKNOWN_SHAPE as _UNKNOWN
 from connectors.typemap.legacy_shape import LegacyShape as Shape
@@ -120,6 +121,9 @@ __all__ = [
     "BackupSummary",
     "BackupTable",
     "METADATA_ENTRY",
+    "BackupTableSpec",
+    "BackupZipWriter",
+    "backup_metadata",
     "ImportMode",
     "ProgressCallback",
     "TableMetadataHook",
@@ -160,6 +164,7 @@ _ZIP_PERMISSIONS: Final = 0o644
 _ZIP_DAMAGE: Final = (zipfile.BadZipFile, zlib.error, EOFError)
 _EXPORT: Final = values.ValueFormat.EXPORT
 _WRITE_CHUNK: Final = 1 << 20
+_LOCAL_PAGE_LIMIT: Final = 256
 
 # Entry names, as the Convex importer matches them.
 _DOCUMENTS_RE: Final = re.compile(r"^(.*/)?([^/]+)/documents\.jsonl$")
@@ -316,26 +321,180 @@ def _zip_info(name: str, ts: int) -> zipfile.ZipInfo:
     return info
 
 
+@dataclass(frozen=True)
+class BackupTableSpec:
+    """A table the backup lists even when no document of it arrives (an empty table): its component,
+    name and table number (None when unknown: then the first document's ``_id`` tells, and an empty table
+    is left out of ``_tables`` and gets a new number on import)."""
+
+    component: str
+    name: str
+    table_number: int | None = None
+
+
+class BackupZipWriter:
+    """The one writer of the Convex backup ZIP, fed with decoded documents table by table (the sync engine's
+    ``Rows`` events, from a local deployment or over HTTP).
+
+    ``write(component, table, docs)`` appends documents; a table's documents must arrive together (a
+    snapshot visits tables one at a time). ``finish()`` writes the empty tables, every component's
+    ``_tables`` entry and closes the archive. Memory stays bounded: documents are serialized into one
+    bounded buffer and streamed into the entry."""
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        entry_ts: int,
+        tables: list[BackupTableSpec],
+        components: Iterable[str] = (),
+        *,
+        only_listed: bool = False,
+        progress: ProgressCallback | None = None,
+        metadata: bytes | None = None,
+    ) -> None:
+        self._ts = entry_ts
+        self._specs = {(t.component, t.name): t for t in tables}
+        self._components = set(components) | {t.component for t in tables}
+        self._only_listed = only_listed
+        self._progress = progress
+        self._written: dict[tuple[str, str], BackupTable] = {}
+        self._current: tuple[str, str] | None = None
+        self._entry: IO[bytes] | None = None
+        self._count = 0
+        self._number: int | None = None
+        self._buf = bytearray()
+        self._zf = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED)
+        self._zf.writestr(_zip_info("README.md", entry_ts), README_TEXT.encode())
+        if metadata is not None:  # a local deployment's indexes and hook blobs (see backup_metadata)
+            self._zf.writestr(_zip_info(METADATA_ENTRY, entry_ts), metadata)
+
+    def write(self, component: str, table: str, docs: list[dict[str, values.Value]]) -> None:
+        key = (component, table)
+        if key != self._current:
+            if self._only_listed and key not in self._specs:
+                return  # e.g. a hidden table (still being imported) of a local deployment
+            self._end_table()
+            if key in self._written:
+                raise ValueError(
+                    f"the documents of table {table_label(component, table)} arrived in two runs"
+                )
+            self._start_table(component, table)
+        buf = self._buf
+        for doc in docs:
+            buf += values.wire_bytes(doc, _EXPORT)
+            buf += b"\n"
+            if len(buf) >= _WRITE_CHUNK:
+                assert self._entry is not None
+                self._entry.write(buf)
+                buf.clear()
+        if self._number is None and docs:
+            self._number = ids.table_number_of(str(docs[0][ID_FIELD]))
+        self._count += len(docs)
+        if self._progress is not None:
+            self._progress(table_label(component, table), self._count)
+
+    def _start_table(self, component: str, table: str) -> None:
+        folder = entry_prefix(component) + table
+        self._zf.writestr(_zip_info(f"{folder}/generated_schema.jsonl", self._ts), UNIFORM_SCHEMA)
+        # zip64 because the entry's size is not known before it is written.
+        self._entry = self._zf.open(_zip_info(f"{folder}/documents.jsonl", self._ts), "w", force_zip64=True)
+        self._current = (component, table)
+        self._components.add(component)
+        self._count = 0
+        spec = self._specs.get(self._current)
+        self._number = spec.table_number if spec is not None else None
+
+    def _end_table(self) -> None:
+        if self._current is None or self._entry is None:
+            return
+        self._entry.write(self._buf)
+        self._buf.clear()
+        self._entry.close()
+        component, table = self._current
+        self._written[self._current] = BackupTable(component, table, self._number, self._count)
+        self._current, self._entry = None, None
+
+    def finish(self) -> tuple[BackupTable, ...]:
+        """Write the empty tables and the ``_tables`` entries; close the archive (not ``out``)."""
+        self._end_table()
+        for key, spec in sorted(self._specs.items()):
+            if key not in self._written:
+                self._start_table(spec.component, spec.name)
+                self._end_table()
+                if self._progress is not None:
+                    self._progress(table_label(spec.component, spec.name), 0)
+        for component in sorted(self._components):
+            own = sorted(
+                (
+                    t
+                    for t in self._written.values()
+                    if t.component == component and t.table_number is not None
+                ),
+                key=lambda t: t.table_number or 0,
+            )
+            lines = b"".join(orjson.dumps({"name": t.name, "id": t.table_number}) + b"\n" for t in own)
+            self._zf.writestr(
+                _zip_info(entry_prefix(component) + f"{TABLES_TABLE}/documents.jsonl", self._ts), lines
+            )
+        self._zf.close()
+        return tuple(sorted(self._written.values(), key=lambda t: (t.component, t.name)))
+
+    def abort(self) -> None:
+        """Stop without finishing (the archive is left incomplete; the caller removes it)."""
+        try:
+            if self._entry is not None:
+                self._entry.close()
+            self._zf.close()
+        except Exception:  # noqa: BLE001 - best effort on a failed export; the original error propagates
+            pass
+
+
 def _write_zip(
     dep: Deployment, out: IO[bytes], ts: int, progress: ProgressCallback | None
 ) -> tuple[BackupTable, ...]:
+    from connectors.sync import LocalReader, Rows, SyncMode, SyncSelection, SyncState, run_sync
+
     # Tables as of the snapshot: one dropped after `ts` is still exported, one created after is not.
-    tables = sorted(
+    infos = sorted(
         (t for t in dep.tables_at(ts) if t.state != "hidden" and not identifiers.is_system_name(t.name)),
         key=lambda t: (t.component, t.name),
     )
-    components = sorted(set(dep.components()) | {t.component for t in tables})
-    written: list[BackupTable] = []
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(_zip_info("README.md", ts), README_TEXT.encode())
-        zf.writestr(_zip_info(METADATA_ENTRY, ts), _metadata_json(dep, tables))
-        for component in components:
-            own = sorted((t for t in tables if t.component == component), key=lambda t: t.table_number)
-            lines = b"".join(orjson.dumps({"name": t.name, "id": t.table_number}) + b"\n" for t in own)
-            zf.writestr(_zip_info(entry_prefix(component) + f"{TABLES_TABLE}/documents.jsonl", ts), lines)
-        for table in tables:
-            written.append(_write_table(dep, zf, table, ts, progress))
-    return tuple(written)
+    tables = [BackupTableSpec(t.component, t.name, t.table_number) for t in infos]
+    writer = BackupZipWriter(
+        out,
+        ts,
+        tables,
+        dep.components(),
+        only_listed=True,
+        progress=progress,
+        metadata=_metadata_json(dep, infos),
+    )
+    # Pages of 256: the server's page builder peaks at several times a page's size (large documents).
+    events = run_sync(
+        LocalReader(dep, snapshot_page_limit=_LOCAL_PAGE_LIMIT),
+        SyncSelection.everything(),
+        SyncState.resume_snapshot(ts, None),
+        SyncMode.SNAPSHOT_ONLY,
+    )
+    try:
+        for event in events:
+            if isinstance(event, Rows):
+                writer.write(event.table.component, event.table.table, event.documents)
+    except BaseException:
+        events.close()
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def backup_metadata(dep: Deployment) -> bytes:
+    """The ``METADATA_ENTRY`` of the deployment's current user tables (for :class:`BackupZipWriter` fed from
+    a local deployment; over HTTP indexes are not visible and the entry is left out)."""
+    infos = sorted(
+        (t for t in dep.tables() if t.state != "hidden" and not identifiers.is_system_name(t.name)),
+        key=lambda t: (t.component, t.name),
+    )
+    return _metadata_json(dep, infos)
 
 
 def _metadata_json(dep: Deployment, tables: list[TableInfo]) -> bytes:
@@ -358,34 +517,6 @@ def _metadata_json(dep: Deployment, tables: list[TableInfo]) -> bytes:
             entry["metadata"] = blobs
         out.append(entry)
     return orjson.dumps({"version": METADATA_VERSION, "tables": out}, option=orjson.OPT_INDENT_2)
-
-
-def _write_table(
-    dep: Deployment, zf: zipfile.ZipFile, table: TableInfo, ts: int, progress: ProgressCallback | None
-) -> BackupTable:
-    folder = entry_prefix(table.component) + table.name
-    zf.writestr(_zip_info(f"{folder}/generated_schema.jsonl", ts), UNIFORM_SCHEMA)
-    label = table_label(table.component, table.name)
-    done = 0
-    # storage_to_wire re-serializes only documents with special values; keys stay sorted. Its results are
-    # copied into one bounded buffer right away (orjson's output buffers are much larger than the JSON).
-    # zip64 because the entry's size is not known before it is written.
-    buf = bytearray()
-    with zf.open(_zip_info(f"{folder}/documents.jsonl", ts), "w", force_zip64=True) as w:
-        for page in dep.iter_snapshot_pages(table, ts):
-            for _id, _ts, flags, body in page.rows:
-                buf += values.storage_to_wire(body, flags, _EXPORT)
-                buf += b"\n"
-                if len(buf) >= _WRITE_CHUNK:
-                    w.write(buf)
-                    buf.clear()
-            done += len(page.rows)
-            if progress is not None:
-                progress(label, done)
-        w.write(buf)
-    if progress is not None and done == 0:
-        progress(label, 0)
-    return BackupTable(table.component, table.name, table.table_number, done)
 
 
 # --- Reading the ZIP -----------------------------------------------------------------------------------

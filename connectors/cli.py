@@ -329,26 +329,6 @@ def _print_summary(summary: Any, verb: str) -> None:
     click.echo(f"{verb} {summary.total_documents:,} documents in {len(summary.tables)} tables.")
 
 
-@main.command("export")
-@deployment_options
-@click.argument("path", type=click.Path(path_type=Path))
-def export_command(store: StoreLocation, path: Path) -> None:
-    """Export every table (all components) as a Convex backup ZIP at PATH (a file, or a directory to
-    write snapshot_<ts>.zip into). One consistent snapshot; Int64, Bytes and special floats exact."""
-    from connectors.backup import export_backup
-
-    progress = _Progress("exporting")
-    with open_deployment(store, read_only=True) as deployment:
-        try:
-            summary = export_backup(deployment, path, progress=progress)
-        except OSError as exc:
-            raise click.ClickException(f"Cannot write {path}: {exc.strerror or exc}") from exc
-        finally:
-            progress.close()
-    _print_summary(summary, "Exported")
-    click.echo(f"Snapshot timestamp {summary.snapshot_ts} (a document_deltas cursor); file {summary.path}")
-
-
 @main.command("import")
 @deployment_options
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -442,6 +422,10 @@ def _import_mode(mode: str | None, replace: bool, append: bool, replace_all: boo
         raise click.UsageError(f"Choose one import mode, not {' and '.join(given)}.")
     return flags[0] if flags else (mode or "create")
 
+
+from connectors.export.cli import export_command  # noqa: E402 - registered after main exists
+
+main.add_command(export_command)
 
 if __name__ == "__main__":  # last: every command above must be registered first
     main()

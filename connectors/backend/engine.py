@@ -63,6 +63,7 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 TIMESTAMP_LEASE_NS = 1_000_000_000
 _LEASE_RENEW_MARGIN_NS = TIMESTAMP_LEASE_NS // 2
 _HIGH_WATER_KEY = "ts_high_water"
+_LEASE_RENEW_WAIT_S = 2.0
 _LEGACY_HANDED_OUT_KEY = "handed_out"  # written by clean shutdowns before the lease existed
 
 
@@ -433,7 +434,14 @@ class Deployment:
         then reads stay below its timestamp anyway)."""
         if self._closed or self._tx_lock._is_owned():  # type: ignore[attr-defined]
             return
-        if not self._tx_lock.acquire(blocking=False):
+        # Before the lease runs out, renewing is opportunistic. Past it, reads would be held at the old lease
+        # (a snapshot in the past, which can even be too old to page through after a clock jump): wait a
+        # little for the writer instead.
+        if now > self._lease_ts:
+            acquired = self._tx_lock.acquire(timeout=_LEASE_RENEW_WAIT_S)
+        else:
+            acquired = self._tx_lock.acquire(blocking=False)
+        if not acquired:
             return
         try:
             lease = self._lease_renewal_due(now)

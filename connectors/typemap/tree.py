@@ -43,6 +43,9 @@ __all__ = [
     "split_nullable",
     "table_type",
     "union_of",
+    "value_fits",
+    "widen",
+    "widen_object",
 ]
 
 
@@ -207,3 +210,87 @@ def table_type(table_name: str, user_fields: Iterable[FieldType] = ()) -> Object
     fields[ID_FIELD] = FieldType(ID_FIELD, IdType(table_name))
     fields[CREATION_TIME_FIELD] = FieldType(CREATION_TIME_FIELD, CREATION_TIME_T)
     return ObjectType(tuple(fields[n] for n in sorted(fields)))
+
+
+def widen(a: ConvexType, b: ConvexType) -> ConvexType:
+    """The narrowest type holding every value of ``a`` and of ``b``, keeping structure where both agree.
+
+    Objects merge field by field (a field missing on one side becomes optional), arrays merge their items,
+    null stays a nullable member, anything else becomes the union of both (which a typed target may carry as
+    JSON text). Used when values turn out not to fit the type decided from a shape read earlier."""
+    if a == b or b == NEVER:
+        return a
+    if a == NEVER:
+        return b
+    inner_a, null_a = split_nullable(a)
+    inner_b, null_b = split_nullable(b)
+    if null_a or null_b:
+        if inner_a is None or inner_b is None:
+            inner = inner_b if inner_a is None else inner_a
+        else:
+            inner = widen(inner_a, inner_b)
+        return NULL_T if inner is None else union_of([NULL_T, inner])
+    if isinstance(a, ObjectType) and isinstance(b, ObjectType) and a.fields and b.fields:
+        return widen_object(a, b)
+    if isinstance(a, ArrayType) and isinstance(b, ArrayType):
+        return ArrayType(widen(a.items, b.items))
+    if isinstance(a, Float64Type) and isinstance(b, Float64Type):
+        return Float64Type(a.special or b.special)
+    return union_of([a, b])
+
+
+def widen_object(a: ObjectType, b: ObjectType) -> ObjectType:
+    """Field-by-field :func:`widen` of two objects (or two tables); a field on one side only is optional."""
+    fa = {f.name: f for f in a.fields}
+    fb = {f.name: f for f in b.fields}
+    out: list[FieldType] = []
+    for name in sorted(fa.keys() | fb.keys()):
+        x, y = fa.get(name), fb.get(name)
+        if x is None or y is None:
+            present = x if y is None else y
+            assert present is not None
+            out.append(FieldType(name, present.type, True))
+        else:
+            out.append(FieldType(name, widen(x.type, y.type), x.optional or y.optional))
+    return ObjectType(tuple(out))
+
+
+def value_fits(value: object, t: ConvexType) -> bool:
+    """Whether the Convex value ``value`` (``None`` = null) is a value of type ``t`` (no coercion: an Int64
+    is not a Float64, a bool is not an Int64, an object with a field ``t`` lacks does not fit)."""
+    if isinstance(t, AnyType):
+        return True
+    if isinstance(t, UnionType):
+        return any(value_fits(value, m) for m in t.members)
+    vt = type(value)
+    if isinstance(t, ScalarType):
+        return _PY_TYPES[t.tag] is vt
+    if isinstance(t, Float64Type | CreationTimeType):
+        return vt is float
+    if isinstance(t, IdType):
+        return vt is str
+    if isinstance(t, ArrayType):
+        return vt is list and all(value_fits(x, t.items) for x in value)  # type: ignore[attr-defined]
+    if isinstance(t, ObjectType):
+        if vt is not dict:
+            return False
+        names = {f.name for f in t.fields}
+        if any(k not in names for k in value):  # type: ignore[attr-defined]
+            return False
+        for f in t.fields:
+            if f.name in value:  # type: ignore[operator]
+                if not value_fits(value[f.name], f.type):  # type: ignore[index]
+                    return False
+            elif not f.optional:
+                return False
+        return True
+    return False
+
+
+_PY_TYPES: Final[dict[str, type]] = {
+    _tags.NULL: type(None),
+    _tags.INT64: int,
+    _tags.BOOLEAN: bool,
+    _tags.STRING: str,
+    _tags.BYTES: bytes,
+}

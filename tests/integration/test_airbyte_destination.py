@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,10 @@ from destination_convex.writer import IndexPolling
 
 from connectors.backend.engine import Deployment
 from connectors.client import ClientConfig, ConvexClient
-from connectors.sync import Rows, SyncMode, SyncSelection, SyncState, run_sync
-from connectors.sync.readers import HttpReader
-from connectors.typemap.airbyte import airbyte_record_data
+from connectors.sync import TableRef
 from tests.integration.conftest import LiveServer, ServerFactory
 from tests.integration.faults import Fault, FaultProxy
+from tests.integration.test_sync_live import seed
 
 SCRIPT = Path(sys.executable).parent / "destination-convex"
 FAST_POLLING = IndexPolling(timeout_s=30, first_s=0.01, max_s=0.2)
@@ -404,56 +402,65 @@ def test_console_script_writes_and_echoes_states(live_server: LiveServer, tmp_pa
     assert errors[0]["failure_type"] == "config_error"
 
 
-# --- round trip: deployment A read as an Airbyte source, written to deployment B ---------------------------
-
-
-def source_records(client: ConvexClient) -> Iterator[dict[str, Any]]:
-    """The RECORD messages a source built on ``connectors.sync`` + ``connectors.typemap.airbyte`` emits
-    for a full refresh of every table (data as ``airbyte_record_data`` writes it, plus the CDC columns)."""
-    for event in run_sync(HttpReader(client), SyncSelection.everything(), SyncState.fresh(), SyncMode.SNAPSHOT_ONLY):
-        if isinstance(event, Rows):
-            for value in event.values:
-                data = airbyte_record_data(value.document)
-                data.update({"_ab_cdc_lsn": value.ts, "_ab_cdc_updated_at": "2026-01-01T00:00:00Z",
-                             "_ab_cdc_deleted_at": None})
-                yield record(event.table.table, data)
+# --- round trip: our source reads deployment A, our destination writes deployment B ------------------------
 
 
 def test_round_trip_from_deployment_a_to_deployment_b(
     server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from source_convex.entrypoint import launch
+
+    from tests.airbyte_source_helpers import Files, airbyte_truth, catalog_streams, of_type, parse_lines
+
     a, b = server_factory.start(), server_factory.start()
-    originals = [
-        {"i64": 2**53 - 1, "neg": -(2**31), "bytes": b"\x00\xff\x10binary", "nan": math.nan,
-         "inf": -math.inf, "f": 1.5, "s": "héllo", "b": True, "null": None,
-         "nested": {"list": [1, "two", {"deep": [b"\x01", 3.25]}], "obj": {"k": None}}},
-        {"i64": 0, "bytes": b"", "nan": 0.0, "nested": {"list": [], "obj": {}}},
-    ]
+    seed(a.deployment, {TableRef("", "things"): 5, TableRef("cron/inner", "jobs"): 3})
     with a.deployment.transaction() as tx:
-        tx.create_table("things")
-        for doc in originals:
-            tx.insert("things", doc)
-    with ConvexClient(ClientConfig(a.url, a.export_key)) as client:
-        msgs = list(source_records(client)) + [state(1)]
-    catalog = catalog_of(stream("things", "overwrite"))
-    out = run_in_process(tmp_path, monkeypatch, config_of(b), catalog, msgs)
-    assert len(out) == 1
-    a_docs = {d["_id"]: d for d in docs(a.deployment, "things")}
-    b_docs = docs(b.deployment, "things")
-    assert len(b_docs) == len(a_docs) == 2
-    for got in b_docs:
-        # Airbyte's system columns arrive renamed by the server (_id -> source_id, ...).
-        original = a_docs[got["source_id"]]
-        assert got["source_creationtime"] == original["_creationTime"]
-        content = {k: v for k, v in got.items() if not k.startswith(("_", "source_"))}
-        # Equal as Airbyte JSON (every number compares by value; Int64 arrives as an equal Float64).
-        assert content == airbyte_record_data(user_fields(original))
-        if original["i64"] == 2**53 - 1:
-            assert content["i64"] == 2**53 - 1 and type(content["i64"]) is float
-            assert base64.b64decode(content["bytes"]) == b"\x00\xff\x10binary"
-            assert content["nan"] == "NaN" and content["inf"] == "-Infinity"
-            assert base64.b64decode(content["nested"]["list"][2]["deep"][0]) == b"\x01"
-            assert content["null"] is None and content["nested"]["obj"] == {"k": None}
+        tx.insert("things", {"n": math.nan, "inf": -math.inf, "i64": 2**53 - 1, "neg": -(2**31), "none": None,
+                             "b": b"\x00\xffbinary", "nested": {"list": [], "obj": {"k": None}}})
+
+    def source(*argv: str) -> list[dict[str, Any]]:
+        out = io.BytesIO()
+        launch(list(argv), out=out)
+        return parse_lines(out.getvalue())
+
+    src = tmp_path / "source"
+    src.mkdir()
+    files = Files(src, a.url, a.export_key)
+    streams = catalog_streams(source("discover", "--config", str(files.config())))
+    read = source("read", "--config", str(files.config()), "--catalog", str(files.catalog(streams, "full_refresh")))
+    messages = of_type(read, "RECORD") + [m for m in read if m["type"] == "STATE"]
+    dest_catalog = catalog_of(*({"stream": s, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}
+                                for s in streams))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    ordered = [m for m in read if m["type"] in ("RECORD", "STATE")]
+    assert len(messages) == len(ordered)
+    out = run_in_process(dest, monkeypatch, config_of(b), dest_catalog, ordered)
+    assert [AirbyteMessageSerializer.dump(m) for m in out] == [m for m in ordered if m["type"] == "STATE"]
+
+    truth = airbyte_truth(a.deployment)  # A's documents as Airbyte JSON (Int64 integers, Bytes base64, "NaN")
+    # The component table is the stream "jobs" in namespace "cron/inner": table "cron/inner_jobs", which the
+    # server's identifier rule stores as "source_cron_inner_jobs".
+    for ref, table in ((TableRef("", "things"), "things"), (TableRef("cron/inner", "jobs"), "source_cron_inner_jobs")):
+        got = {}
+        for doc in docs(b.deployment, table):
+            # Airbyte's metadata columns arrive renamed by the server (_id -> source_id, ...); CDC ones dropped.
+            assert not any(k.startswith("source_ab_cdc") for k in doc)
+            content = {k: v for k, v in doc.items() if not k.startswith(("_", "source_"))}
+            got[doc["source_id"]] = {**content, "_creationTime": doc["source_creationtime"]}
+        expected = {i: {k: v for k, v in d.items() if k != "_id"} for i, d in truth[ref].items()}
+        assert got.keys() == expected.keys()
+        for doc_id, want in expected.items():
+            have = got[doc_id]
+            # Every JSON number is stored as a Float64 (streaming-import.md §5): an Int64 arrives as the
+            # Float64 nearest to it, exact up to 2^53, rounded beyond ("big" is 2^62 + i).
+            if "big" in want:
+                assert have.pop("big") == float(want.pop("big"))
+            assert have == want, doc_id
+    specials = next(d for d in docs(b.deployment, "things") if "inf" in d)
+    assert specials["n"] == "NaN" and specials["inf"] == "-Infinity"
+    assert specials["i64"] == 2**53 - 1 and base64.b64decode(specials["b"]) == b"\x00\xffbinary"
+    assert specials["nested"] == {"list": [], "obj": {"k": None}}
 
 
 # --- the README's example, pasted as written -----------------------------------------------------------------
