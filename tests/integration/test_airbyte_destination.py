@@ -194,7 +194,9 @@ def test_append_echoes_each_state_only_after_its_records_are_committed(live_serv
     ):
         assert out.type == Type.STATE and out.state is not None
         seen.append((out.state.data["n"], len(docs(live_server.deployment, "events"))))  # type: ignore[union-attr, index]
-    assert seen == [(1, 5), (2, 12)]
+    # Each state once every record before it is in the table (later ones may be too: one batch in flight).
+    assert [n for n, _ in seen] == [1, 2]
+    assert seen[0][1] >= 5 and seen[1][1] >= 12
     assert sorted(d["n"] for d in docs(live_server.deployment, "events")) == [float(i) for i in range(13)]
 
 

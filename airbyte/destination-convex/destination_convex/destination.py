@@ -129,6 +129,7 @@ class DestinationConvex(Destination):
                     logger.info(note)
                 yield from _write_messages(writer, input_messages)
                 writer.close()
+                yield from writer.ready_states()  # all of them now
             except ConvexError as exc:
                 raise traced(exc, url) from None
             finally:
@@ -145,5 +146,8 @@ def _write_messages(writer: Writer, messages: Iterable[AirbyteMessage]) -> Itera
             assert record is not None
             writer.record(record.stream, record.namespace, record.data)
         elif kind == state_type:
-            writer.checkpoint()  # every record before the state is committed
-            yield message
+            writer.state(message)  # echoed once every record before it is committed
+        else:
+            continue
+        if writer.holds_states:
+            yield from writer.ready_states()

@@ -11,7 +11,9 @@ returned only after every record before it was acknowledged by the server.
 
 One batch is in flight while the next is being built (a single sender thread): the server's work overlaps
 the parsing of the next records, at most two batches are in memory, batches are sent in order, and a failed
-batch stops the sync at the next flush, state or end.
+batch stops the sync at the next flush or at the end. A STATE flushes the records before it and is held
+until the batch carrying them is committed (``state()`` / ``ready_states()``), so states do not drain the
+pipeline, and a state whose records failed is never returned.
 
 Append-mode batches are never retried after a failure that may have reached the server: the client raises
 ``AmbiguousWriteError`` and the sync stops without echoing the state, so the records are written at most once
@@ -21,6 +23,7 @@ by this run. Dedup batches converge when repeated and are retried by the client.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -219,6 +222,8 @@ class Writer:
         self._batcher: Batcher[ImportMessage] = Batcher(self._limits, self._send)
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convex-import")
         self._in_flight: Future[None] | None = None
+        # States in arrival order, each with the batch that must commit before it is echoed (None: nothing).
+        self._held: deque[tuple[Future[None] | None, Any]] = deque()
         self.records_seen = 0
         self.rows_written = 0
         self.batches_written = 0
@@ -277,6 +282,27 @@ class Writer:
     def checkpoint(self) -> None:
         """Send every buffered record; returns only once the server committed them."""
         self._batcher.checkpoint(self._wait)
+
+    def state(self, message: Any) -> None:
+        """A STATE: send the records before it; ``ready_states`` returns it once they are committed."""
+        self._batcher.checkpoint(lambda: self._held.append((self._in_flight, message)))
+
+    @property
+    def holds_states(self) -> bool:
+        return bool(self._held)
+
+    def ready_states(self) -> list[Any]:
+        """The held states whose records are committed, in order (raises the error of a failed batch)."""
+        ready = []
+        while self._held:
+            future, message = self._held[0]
+            if future is not None:
+                if not future.done():
+                    break
+                future.result()
+            self._held.popleft()
+            ready.append(message)
+        return ready
 
     def close(self) -> None:
         """Send what is left and wait for it; then release the sender thread."""
