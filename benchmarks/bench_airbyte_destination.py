@@ -30,7 +30,7 @@ from benchmarks.common import Result, emit, peak_rss_mb, standard_documents
 from connectors.client import AirbyteMessage, AirbyteStream, ClientConfig, ConvexClient
 
 BATCH = 10_000
-DOCS_MAX = 200_000
+DOCS_MAX = 1_000_000
 STREAM = "events"
 
 
