@@ -252,7 +252,7 @@ class Writer:
         if plan is None:
             raise DestinationError(
                 "MissingStream",
-                f"Record #{self.records_seen:,} belongs to the {describe_stream(stream, namespace)}, which is not in"
+                f"Record #{self.records_seen:,} of this sync's input belongs to the {describe_stream(stream, namespace)}, which is not in"
                 " the configured catalog. Refresh the connection's schema and select the stream, or reset the"
                 " connection.",
                 Reaction.CONFIGURATION,
@@ -273,7 +273,7 @@ class Writer:
             if value is None:
                 raise DataError(
                     "MissingPrimaryKeyValue",
-                    f"Record #{self.records_seen:,} of the {plan.label} has no value for its primary-key field"
+                    f"Record #{self.records_seen:,} of this sync's input ({plan.label}) has no value for its primary-key field"
                     f" {'.'.join(path)!r}, so it cannot be deduplicated. Fix the source data or choose another"
                     " primary key; records before it in this sync up to the last state are committed.",
                     status=400,
