@@ -43,6 +43,8 @@ def _convert_value(v: Any, levels: int) -> Value:
     if t is list:
         if levels <= 0:
             raise _TooDeep
+        if _AS_IS.issuperset(map(type, v)):  # common case: a list of strings, floats, booleans, nulls
+            return list(v)
         return [_convert_value(x, levels - 1) for x in v]
     raise PlainError(f"Unsupported JSON value of type {t.__name__} in the record")
 
@@ -81,6 +83,20 @@ def _convert_object(d: dict[str, Any], levels: int) -> dict[str, Value]:
     return {renamed.get(k, k): v if type(v) in _AS_IS else _convert_value(v, below) for k, v in d.items()}
 
 
+# Top-level keys that convert to themselves and are not CDC fields (records of one stream repeat the same
+# keys): a record whose keys are all here needs no renaming, collision or CDC handling. Bounded.
+_KEPT_KEYS: set[str] = set()
+_KEPT_KEYS_MAX: Final = 65536
+
+
+def _remember_kept_keys(data: dict[str, Any]) -> None:
+    if len(_KEPT_KEYS) >= _KEPT_KEYS_MAX:
+        _KEPT_KEYS.clear()
+    for k in data:
+        if valid_identifier_field(k) == k and not k.startswith(CDC_PREFIX):
+            _KEPT_KEYS.add(k)
+
+
 def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
     """Convert one Airbyte ``data`` object; return ``(object, deleted)``.
 
@@ -89,9 +105,20 @@ def convert_airbyte_record(data: Any) -> tuple[dict[str, Value], bool]:
     if type(data) is not dict:
         raise PlainError(f"Airbyte record data must be a JSON object, not {type(data).__name__}")
     try:
+        if _KEPT_KEYS.issuperset(data):
+            # Fast path (same result as the general one): no key changes and no CDC field, so only the
+            # values that are not JSON scalars kept as they are need converting.
+            out: dict[str, Value] = dict(data)
+            if not _AS_IS.issuperset(map(type, data.values())):
+                below = MAX_NESTING - 1
+                for k, v in data.items():
+                    if type(v) not in _AS_IS:
+                        out[k] = _convert_value(v, below)
+            return out, False
         obj = _convert_object(data, MAX_NESTING)
     except _TooDeep:
         raise NestingTooDeepError(too_deep_message(nesting_depth(data))) from None
+    _remember_kept_keys(data)
     deleted = obj.get(CDC_DELETED_FIELD) is not None
     if any(k.startswith(CDC_PREFIX) for k in obj):
         obj = {k: v for k, v in obj.items() if not k.startswith(CDC_PREFIX)}

@@ -50,16 +50,21 @@ def is_system_name(s: str) -> bool:
     return s.startswith("_")
 
 
-def check_table_name(name: object, *, allow_system: bool = False) -> str:
-    """Return ``name`` if it is a legal table name, else raise :class:`InvalidNameError`."""
+def _check_name(name: object, kind: str, kinds: str, allow_system: bool) -> str:
+    """``name`` if it is a legal ``kind`` name (table, index); ``_`` names are reserved for system ``kinds``."""
     if not is_identifier(name):
-        raise InvalidNameError(f"Invalid table name {_quote(name)}: {IDENTIFIER_RULE}")
+        raise InvalidNameError(f"Invalid {kind} name {_quote(name)}: {IDENTIFIER_RULE}")
     assert isinstance(name, str)
     if not allow_system and name.startswith("_"):
         raise InvalidNameError(
-            f'Invalid table name {_quote(name)}: names starting with "_" are reserved for system tables.'
+            f'Invalid {kind} name {_quote(name)}: names starting with "_" are reserved for system {kinds}.'
         )
     return name
+
+
+def check_table_name(name: object, *, allow_system: bool = False) -> str:
+    """Return ``name`` if it is a legal table name, else raise :class:`InvalidNameError`."""
+    return _check_name(name, "table", "tables", allow_system)
 
 
 def check_component_path(path: object) -> str:
@@ -79,14 +84,7 @@ def check_component_path(path: object) -> str:
 
 def check_index_name(name: object, *, allow_system: bool = False) -> str:
     """Return ``name`` if it is a legal index descriptor; ``_`` names are reserved for system indexes."""
-    if not is_identifier(name):
-        raise InvalidNameError(f"Invalid index name {_quote(name)}: {IDENTIFIER_RULE}")
-    assert isinstance(name, str)
-    if not allow_system and name.startswith("_"):
-        raise InvalidNameError(
-            f'Invalid index name {_quote(name)}: names starting with "_" are reserved for system indexes.'
-        )
-    return name
+    return _check_name(name, "index", "indexes", allow_system)
 
 
 def parse_field_path(path: object) -> tuple[str, ...]:

@@ -144,18 +144,8 @@ class SqlitePersistence(SqlPersistence):
     def write_transaction(self) -> Iterator[WriteSession]:
         if self._writer is None:
             raise ReadOnlyDeploymentError()
-        with self._write_lock:
-            cur = self._writer.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield SqlWriteSession(cur, self._sql)
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
-            finally:
-                cur.close()
+        with self._write_lock, self._immediate_transaction(self._writer) as session:
+            yield session
 
     @contextlib.contextmanager
     def metadata_transaction(self) -> Iterator[WriteSession]:
@@ -164,7 +154,17 @@ class SqlitePersistence(SqlPersistence):
             raise StorageError("the deployment is closed")
         conn = self._connect()
         try:
-            cur = conn.cursor()
+            with self._immediate_transaction(conn) as session:
+                yield session
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _immediate_transaction(self, conn: sqlite3.Connection) -> Iterator[WriteSession]:
+        """One ``BEGIN IMMEDIATE`` transaction on ``conn``: committed when the block ends, rolled back when it
+        raises."""
+        cur = conn.cursor()
+        try:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield SqlWriteSession(cur, self._sql)
@@ -174,7 +174,7 @@ class SqlitePersistence(SqlPersistence):
             else:
                 cur.execute("COMMIT")
         finally:
-            conn.close()
+            cur.close()
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Any]:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn
 
 import orjson
 
@@ -327,9 +327,62 @@ def _prefetch(
         if tx.table(table) is None:
             found.update((lookup, []) for lookup, _ in entries)
             continue
-        results = tx.index_query_many(table, index_name, [key for _, key in entries], limit=2)
+        results = tx.index_query_many(
+            table, index_name, [key for _, key in entries], limit=2, encoded=[lookup[1] for lookup, _ in entries]
+        )
         found.update((lookup, matches) for (lookup, _), matches in zip(entries, results, strict=True))
     return found
+
+
+class _Inserts:
+    """New documents of a request, inserted in batches (``Transaction.insert_many``) in request order.
+
+    The caller flushes before any other write and before any lookup whose match may be a buffered document;
+    a buffered document given a ``lookup`` becomes that key's match (``[(id, doc)]``) with a placeholder id
+    until the flush gives it its real id."""
+
+    def __init__(
+        self, tx: Transaction, kind: str, matches: dict[tuple[str, bytes], list[tuple[str, dict[str, Any]]]]
+    ) -> None:
+        self._tx = tx
+        self._kind = kind
+        self._matches = matches
+        self._items: list[tuple[str, dict[str, Any], int, tuple[str, bytes] | None]] = []
+
+    def add(self, table: str, doc: dict[str, Any], index: int, lookup: tuple[str, bytes] | None) -> None:
+        self._items.append((table, doc, index, lookup))
+        if lookup is not None:
+            self._matches[lookup] = [("", doc)]
+        if len(self._items) >= _INSERT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        items = self._items
+        if not items:
+            return
+        self._items = []
+        start = 0
+        while start < len(items):
+            table = items[start][0]
+            end = start + 1
+            while end < len(items) and items[end][0] == table:
+                end += 1
+            run = items[start:end]
+
+            def name_item(
+                position: int, error: ConvexError, run: list[Any] = run, table: str = table
+            ) -> ConvexError:
+                return _with_where(error, _where(self._kind, run[position][2], table))
+
+            doc_ids = self._tx.insert_many(table, [item[1] for item in run], on_error=name_item)
+            for (_, doc, _, lookup), doc_id in zip(run, doc_ids, strict=True):
+                if lookup is not None:
+                    self._matches[lookup] = [(doc_id, doc)]
+            start = end
+
+
+# Documents per Transaction.insert_many call (bounds the batch's encoded copies).
+_INSERT_BATCH: Final = 1000
 
 
 def _one_match(matches: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
@@ -418,9 +471,8 @@ def _check_encodable(doc: dict[str, Any], system_field_bytes: int, where: str) -
 # --- Airbyte -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _AirbyteWrite:
-    index: int  # in the request's `messages`, for error messages
+class _AirbyteWrite(NamedTuple):  # a NamedTuple: one is built per record
+    at: int  # in the request's `messages`, for error messages
     table: str
     doc: dict[str, Any]
     deleted: bool
@@ -499,40 +551,45 @@ def import_airbyte_records(
         try:
             _apply_airbyte_write(tx, w)
         except (InvalidValueError, SchemaValidationError) as e:
-            raise _with_where(e, _where("Record", w.index, w.table)) from None
+            raise _with_where(e, _where("Record", w.at, w.table)) from None
 
     def apply_all(tx: Transaction) -> None:
         keyed = [(w.table, w.key) for w in writes if w.key is not None]
         lookups = [_lookup_key(table, key) for table, key in keyed]
         matches = _prefetch(tx, AIRBYTE_PRIMARY_KEY_INDEX, keyed, lookups)
+        inserts = _Inserts(tx, "Record", matches)
         next_lookup = iter(lookups)
         for w in writes:
+            if w.key is None:
+                # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
+                if tx.table(w.table) is None:
+                    tx.create_table(w.table)
+                inserts.add(w.table, w.doc, w.at, None)
+                continue
+            lookup = next(next_lookup)
+            if matches[lookup]:
+                inserts.flush()  # the match may be a buffered insert: give it its id
+            match = _one_match(matches[lookup])
+            # A write under a key leaves the record's document as that key's only match (or none).
+            if match is None:
+                if not w.deleted:
+                    inserts.add(w.table, w.doc, w.at, lookup)
+                continue
             try:
-                if w.key is None:
-                    # Append mode ignores the deleted flag (§13.4): CDC deletes are inserted too.
-                    if tx.table(w.table) is None:
-                        tx.create_table(w.table)
-                    tx.insert(w.table, w.doc)
-                    continue
-                lookup = next(next_lookup)
-                match = _one_match(matches[lookup])
-                # A write under a key leaves the record's document as that key's only match (or none).
-                if match is not None:
-                    if w.deleted:
-                        tx.delete(match[0])
-                        matches[lookup] = []
-                    else:
-                        tx.replace(match[0], w.doc)
-                        matches[lookup] = [(match[0], w.doc)]
-                elif not w.deleted:
-                    matches[lookup] = [(tx.insert(w.table, w.doc), w.doc)]
+                if w.deleted:
+                    tx.delete(match[0])
+                    matches[lookup] = []
+                else:
+                    tx.replace(match[0], w.doc)
+                    matches[lookup] = [(match[0], w.doc)]
             except (InvalidValueError, SchemaValidationError) as e:
-                raise _with_where(e, _where("Record", w.index, w.table)) from None
+                raise _with_where(e, _where("Record", w.at, w.table)) from None
+        inserts.flush()
 
     def fallback() -> ImportResult:
         system_field_bytes = _SystemFieldBytes(dep)
         for w in writes:
-            _check_encodable(w.doc, system_field_bytes.for_table(w.table), _where("Record", w.index, w.table))
+            _check_encodable(w.doc, system_field_bytes.for_table(w.table), _where("Record", w.at, w.table))
         return _apply_each(dep, writes, apply)
 
     return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)
@@ -628,9 +685,8 @@ def primary_key_indexes_ready(dep: Deployment, tables: Sequence[str]) -> bool:
 # --- Fivetran ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _FivetranWrite:
-    index: int  # in the request, for error messages
+class _FivetranWrite(NamedTuple):  # a NamedTuple: one is built per row
+    at: int  # in the request, for error messages
     table: str
     operation: str
     row: dict[str, Any]
@@ -682,6 +738,46 @@ def _fivetran_patch(existing: dict[str, Any], row: dict[str, Any]) -> dict[str, 
     return row
 
 
+# JSON values that Convex internal JSON decodes to themselves.
+_SCALARS: Final = frozenset({str, float, bool, type(None)})
+# Object keys known not to start with `$` (so an object of them is a plain object). Bounded.
+_PLAIN_KEYS: set[str] = set()
+_PLAIN_KEYS_MAX: Final = 65536
+
+
+def _has_plain_keys(obj: dict[Any, Any]) -> bool:
+    if _PLAIN_KEYS.issuperset(obj):
+        return True
+    if not all(type(k) is str and k[:1] != "$" for k in obj):
+        return False
+    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_MAX:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS.update(obj)
+    return True
+
+
+def _decode_row(row: dict[Any, Any]) -> Any:
+    """``values.from_encoded_json(row)``, without the per-value walk for the common row: plain keys and
+    values that are strings, floats, booleans, nulls, or objects and arrays of those (all of which decode
+    to a copy of themselves). Anything else takes the general decoder, errors included."""
+    if not _has_plain_keys(row):
+        return values.from_encoded_json(row)
+    types = tuple(map(type, row.values()))
+    out = dict(row)
+    if _SCALARS.issuperset(types):
+        return out
+    for (k, v), t in zip(row.items(), types, strict=True):
+        if t in _SCALARS:
+            continue
+        if t is dict and _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
+            out[k] = dict(v)
+        elif t is list and _SCALARS.issuperset(map(type, v)):
+            out[k] = list(v)
+        else:
+            return values.from_encoded_json(row)
+    return out
+
+
 def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOperation]) -> ImportResult:
     """``POST apply_fivetran_operations`` (§10.2): Upsert / Update / HardDelete by primary key, in order."""
     # Pass 1 is what upstream's body deserialization rejects (400 BadJsonBody); pass 2 the per-row checks.
@@ -696,7 +792,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         if type(op.row) is not dict:
             raise BadRequestError("BadJsonBody", f"Operation {i}: the row must be a JSON object")
         try:
-            row = values.from_encoded_json(op.row)
+            row = _decode_row(op.row)
         except values.NestingTooDeepError as e:
             raise _with_where(e, _where("Operation", i, op.table)) from None
         except InvalidValueError as e:
@@ -734,7 +830,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         try:
             _apply_fivetran_write(tx, w)
         except (InvalidValueError, SchemaValidationError) as e:
-            raise _with_where(e, _where("Operation", w.index, w.table)) from None
+            raise _with_where(e, _where("Operation", w.at, w.table)) from None
 
     soft_deletes = {table: _DELETED_PATH in idx.paths for table, idx in indexes.items()}
 
@@ -742,16 +838,26 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         keyed = [(w.table, w.key) for w in writes]
         lookups = [_lookup_key(table, key) for table, key in keyed]
         matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
+        inserts = _Inserts(tx, "Operation", matches)
         for w, lookup in zip(writes, lookups, strict=True):
+            if w.operation != "Upsert" or matches[lookup]:
+                inserts.flush()  # in request order, and the match may be a buffered insert
             match = _one_match(matches[lookup])
+            # The written document has the row's primary-key values, so it matches this key again unless
+            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
+            # match any other key of the request.
+            if w.operation == "Upsert" and match is None:
+                if not soft_deletes[w.table] or values.get_path(w.row, _DELETED_PATH) is False:
+                    inserts.add(w.table, w.row, w.at, lookup)
+                else:
+                    inserts.add(w.table, w.row, w.at, None)
+                continue
             written: tuple[str, dict[str, Any]] | None = None
             try:
                 if w.operation == "Upsert":
-                    if match is None:
-                        written = (tx.insert(w.table, w.row), w.row)
-                    else:
-                        tx.replace(match[0], w.row)
-                        written = (match[0], w.row)
+                    assert match is not None
+                    tx.replace(match[0], w.row)
+                    written = (match[0], w.row)
                 elif w.operation == "Update":
                     if match is None:
                         raise NotFoundError(
@@ -762,21 +868,19 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
                 elif match is not None:
                     tx.delete(match[0])
             except (InvalidValueError, SchemaValidationError) as e:
-                raise _with_where(e, _where("Operation", w.index, w.table)) from None
-            # The written document has the row's primary-key values, so it matches this key again unless
-            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
-            # match any other key of the request.
+                raise _with_where(e, _where("Operation", w.at, w.table)) from None
             if written is not None and (
                 not soft_deletes[w.table] or values.get_path(written[1], _DELETED_PATH) is False
             ):
                 matches[lookup] = [written]
             else:
                 matches[lookup] = []
+        inserts.flush()
 
     def fallback() -> ImportResult:
         system_field_bytes = _SystemFieldBytes(dep)
         for w in writes:
-            _check_encodable(w.row, system_field_bytes.for_table(w.table), _where("Operation", w.index, w.table))
+            _check_encodable(w.row, system_field_bytes.for_table(w.table), _where("Operation", w.at, w.table))
         return _apply_each(dep, writes, apply)
 
     return _apply_in_one_transaction(dep, len(writes), apply_all, fallback)

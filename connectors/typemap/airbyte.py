@@ -24,7 +24,7 @@ from typing import Any, Final
 from connectors import airbyte_records, values
 from connectors.constants import AB_CDC_DELETED_AT, AB_CDC_LSN, AB_CDC_UPDATED_AT
 from connectors.typemap import tags as _tags
-from connectors.typemap.jsonschema import JSON_SCHEMA_DRAFT
+from connectors.typemap.jsonschema import DELTA_PROPERTIES, JSON_SCHEMA_DRAFT
 from connectors.typemap.tree import (
     BOOLEAN_T,
     BYTES_T,
@@ -60,12 +60,6 @@ _CDC_PROPERTIES: Final = {
     AB_CDC_LSN: {"type": "number"},
     AB_CDC_UPDATED_AT: {"type": "string"},
     AB_CDC_DELETED_AT: {"anyOf": [{"type": "string"}, {"type": "null"}]},
-}
-_DELTA_PROPERTIES: Final = {
-    "_table": {"type": "string"},
-    "_component": {"type": "string"},
-    "_ts": {"type": "integer"},
-    "_deleted": {"type": "boolean"},
 }
 
 
@@ -123,7 +117,7 @@ def airbyte_stream_schema(
     published source makes it."""
     properties: dict[str, Any] = {f.name: airbyte_json_schema(f.type) for f in table.fields}
     if delta_metadata:
-        properties.update(_DELTA_PROPERTIES)
+        properties.update(DELTA_PROPERTIES)
     if cdc:
         properties.update(_CDC_PROPERTIES)
     return {

@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from connectors.constants import (
+    COMPONENT_KEY,
     CREATION_TIME_FIELD,
+    DELETED_KEY,
     EXPORT_METADATA_KEYS,
     FORMAT_ALIASES,
     FORMAT_ENCODED_JSON,
     FORMAT_JSON,
     ID_FIELD,
+    TABLE_KEY,
     TS_KEY,
 )
 from connectors.errors import BadRequestError
@@ -46,6 +49,7 @@ from connectors.typemap.tree import (
 )
 
 __all__ = [
+    "DELTA_PROPERTIES",
     "JSON_SCHEMA_DRAFT",
     "json_schema",
     "normalize_format",
@@ -65,11 +69,12 @@ _FLOAT64_DESC: Final = "float64"
 _FLOAT64_PAYLOAD_DESC: Final = "float64 -> little-endian -> base64"
 _BYTES_DESC: Final = "base64 bytes"
 
-_DELTA_PROPERTIES: Final[dict[str, dict[str, str]]] = {
-    "_table": {"type": "string"},
-    "_component": {"type": "string"},
+# The export metadata columns of a delta row (streaming-export.md §5), as JSON Schema properties.
+DELTA_PROPERTIES: Final[dict[str, dict[str, str]]] = {
+    TABLE_KEY: {"type": "string"},
+    COMPONENT_KEY: {"type": "string"},
     TS_KEY: {"type": "integer"},
-    "_deleted": {"type": "boolean"},
+    DELETED_KEY: {"type": "boolean"},
 }
 
 
@@ -170,7 +175,7 @@ def table_json_schema(table: ObjectType, fmt: Any, delta_schema: bool = False) -
     schema = _object_schema(table, normalize_format(fmt))
     schema["required"] = sorted(schema["required"])
     if delta_schema:
-        schema["properties"].update(_DELTA_PROPERTIES)
+        schema["properties"].update(DELTA_PROPERTIES)
     schema["$schema"] = JSON_SCHEMA_DRAFT
     return schema
 

@@ -1,0 +1,191 @@
+"""Batch helpers for ``Transaction.insert_many``: new ids and shape counts for many documents at once.
+
+Both give exactly what the per-document functions give (``ids.new_internal_id`` + ``ids.encode_id`` and
+``shapes.add_shape_counts``), with the per-document Python work moved into C-level bulk operations:
+
+- ids: one ``os.urandom`` call for the batch, and one base32 pass over the concatenated id bodies when an
+  id body is a whole number of 5-byte groups (then base32 of the concatenation is the concatenation of the
+  base32 of each body);
+- shapes: documents whose shape contribution is fully determined by their field names, value types and the
+  element types of their arrays (no nested objects, no special floats) are grouped by that signature and
+  counted once per group.
+"""
+
+from __future__ import annotations
+
+import base64
+import operator
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from connectors import ids, values
+from connectors.shapes import ShapeKey, add_shape_counts
+
+__all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
+
+# RFC 4648 base32 (what base64.b32encode writes) -> lower-case Crockford (what ids use).
+_TO_CROCKFORD: Final = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz"
+)
+_RANDOM_LEN: Final = ids.INTERNAL_ID_LEN - 2
+_DAY_MS: Final = 86_400_000
+
+
+def _day_suffix(now_ms: float | None) -> bytes:
+    day = int(time.time()) // 86_400 if now_ms is None else int(now_ms // _DAY_MS)
+    return (day & 0xFFFF).to_bytes(2, "big")  # masked like ids.new_internal_id
+
+
+def new_ids(table_number: int, count: int, now_ms: float | None) -> tuple[list[bytes], list[str]]:
+    """``count`` fresh internal ids (14 CSPRNG bytes + the 2-byte day, as ``ids.new_internal_id``) and their
+    IdV6 strings (as ``ids.encode_id``)."""
+    if count <= 0:
+        return [], []
+    suffix = _day_suffix(now_ms)
+    pool = os.urandom(_RANDOM_LEN * count)
+    internals = [pool[i : i + _RANDOM_LEN] + suffix for i in range(0, _RANDOM_LEN * count, _RANDOM_LEN)]
+    first = ids.encode_id(table_number, internals[0])  # validates the table number; gives the prefix
+    body_len = len(ids._varint(table_number)) + ids.INTERNAL_ID_LEN + 2
+    if body_len % 5:
+        return internals, [first, *(ids.encode_id(table_number, i) for i in internals[1:])]
+    prefix = ids._varint(table_number)
+    weights = range(body_len - 2, 0, -1)  # Fletcher-16 over the body without its 2 check bytes
+    mul = operator.mul
+    version = ids.ID_VERSION
+    parts: list[bytes] = []
+    for internal in internals:
+        body = prefix + internal
+        check = (((sum(map(mul, body, weights)) & 0xFF) << 8) | (sum(body) & 0xFF)) ^ version
+        parts.append(body)
+        parts.append(check.to_bytes(2, "little"))
+    text = base64.b32encode(b"".join(parts)).translate(_TO_CROCKFORD).decode("ascii")
+    width = body_len * 8 // 5
+    strings = [text[i : i + width] for i in range(0, len(text), width)]
+    return internals, strings
+
+
+# Scalar types whose shape tag depends on the type alone (floats too, when the encoder saw no special float).
+_PLAIN_TYPES: Final = frozenset({str, float, bool, int, bytes, type(None)})
+_SPECIAL_FLOATS: Final = values.FLAG_NONFINITE | values.FLAG_NEGZERO
+
+
+def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What an object's shape contribution depends on: its keys and, per value, the plain type or the
+    signature of the container (None when some value has another type). Plain types and the tagged tuples
+    of containers cannot be confused."""
+    types = tuple(map(type, obj.values()))
+    if _PLAIN_TYPES.issuperset(types):
+        return (dict, tuple(obj), types)
+    parts: list[Any] = []
+    for v, t in zip(obj.values(), types, strict=True):
+        if t is list:
+            element_types = tuple(map(type, v))
+            if _PLAIN_TYPES.issuperset(element_types):  # the common array: of plain scalars
+                parts.append((list, element_types))
+                continue
+            part = _array_signature(v)
+        elif t is dict:
+            part = _object_signature(v)
+        elif t in _PLAIN_TYPES:
+            continue  # already in `types`
+        else:
+            return None
+        if part is None:
+            return None
+        parts.append(part)
+    # The containers' signatures in order, after the types of all values (which place them).
+    return (dict, tuple(obj), types, tuple(parts))
+
+
+def _array_signature(arr: list[Any]) -> tuple[Any, ...] | None:
+    types = tuple(map(type, arr))
+    if _PLAIN_TYPES.issuperset(types):
+        return (list, types)
+    parts: list[Any] = []
+    for v, t in zip(arr, types, strict=True):
+        if t in _PLAIN_TYPES:
+            parts.append(t)
+            continue
+        if t is dict:
+            part = _object_signature(v)
+        elif t is list:
+            part = _array_signature(v)
+        else:
+            return None
+        if part is None:
+            return None
+        parts.append(part)
+    return (list, tuple(parts))
+
+
+class ShapeBatch:
+    """Collects documents for shape counting; :meth:`add_to` adds ``+1`` per document to a counter."""
+
+    __slots__ = ("_groups", "_others")
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[Any, ...], list[Any]] = {}  # signature -> [example document, count]
+        self._others: list[dict[str, Any]] = []
+
+    def add(self, doc: dict[str, Any], flags: int) -> None:
+        """``flags``: the document's encoding flags (``values.encode_document``), which say whether any
+        float in it is special (its tag then depends on the value)."""
+        signature = None if flags & _SPECIAL_FLOATS else _object_signature(doc)
+        if signature is None:
+            self._others.append(doc)
+            return
+        group = self._groups.get(signature)
+        if group is None:
+            self._groups[signature] = [doc, 1]
+        else:
+            group[1] += 1
+
+    def add_to(self, counts: dict[ShapeKey, int]) -> None:
+        for doc in self._others:
+            add_shape_counts(doc, 1, counts)
+        for example, n in self._groups.values():
+            one: dict[ShapeKey, int] = {}
+            add_shape_counts(example, 1, one)
+            for key, c in one.items():
+                total = counts.get(key, 0) + c * n
+                if total:
+                    counts[key] = total
+                else:
+                    del counts[key]
+
+
+
+# Scalar types whose index-key encoding is cached per value (not zeros: 0.0 == -0.0 but they encode apart).
+_CACHED_KEY_TYPES: Final = frozenset({float, bool, int, type(None), type(values.MISSING)})
+
+
+class IndexKeys:
+    """Index keys (``values.encode_index_key`` of the values at an index's paths) for many documents.
+
+    A key is the concatenation of its values' encodings; the encodings of repeated scalars (a batch's
+    ``_creationTime``, flags such as ``fivetran.deleted``, sync timestamps) are computed once per batch."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[type, Any], bytes] = {}
+
+    def key(self, doc: dict[str, Any], paths: Sequence[tuple[str, ...]]) -> bytes:
+        cache = self._cache
+        encode = values.encode_index_key
+        get_path = values.get_path
+        parts: list[bytes] = []
+        for path in paths:
+            v = get_path(doc, path)
+            t = type(v)
+            if t in _CACHED_KEY_TYPES and (t is not float or v):
+                ck = (t, v)
+                part = cache.get(ck)
+                if part is None:
+                    part = cache[ck] = encode([v])
+            else:
+                part = encode([v])
+            parts.append(part)
+        return b"".join(parts)

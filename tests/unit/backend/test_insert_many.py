@@ -1,0 +1,193 @@
+"""``Transaction.insert_many`` and its batch helpers give exactly what ``Transaction.insert`` one document at a
+time gives (documents, shapes, index entries, errors), all or nothing; and the import fast paths (Airbyte
+conversion of known keys, plain Fivetran rows) give what the general converters give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors import ids, values
+from connectors.airbyte_records import convert_airbyte_record
+from connectors.backend import bulk
+from connectors.backend import streaming_import as si
+from connectors.backend.engine import Deployment, DeploymentConfig
+from connectors.errors import InvalidValueError, TransactionLimitError
+from connectors.shapes import add_shape_counts
+from tests.conftest import DeploymentFactory
+
+DOCS: list[dict[str, Any]] = [
+    {"k": "a", "n": 1.0, "t": ["x", "y"], "b": True, "z": None},
+    {"k": "b", "n": 2.0, "t": ["x", "y"], "b": False, "z": None},  # same signature as the first
+    {"k": "c", "n": 3, "t": [], "o": {"p": 1.5, "q": [1.0, {"r": "s"}]}},
+    {"k": "d", "n": float("nan"), "t": [-0.0, float("inf")]},
+    {"k": "e", "n": -0.0, "bytes": b"\x00\x01", "i": 2**40},
+    {"k": "f", "o": {"p": 1.5, "q": [1.0, {"r": "s"}]}},
+    {"k": "g", "o": {}},
+]
+
+
+def _state(dep: Deployment) -> tuple[list[dict[str, Any]], Any]:
+    docs = [
+        {k: v for k, v in d.value().items() if k not in ("_id", "_creationTime")}
+        for d in dep.iter_snapshot(dep.table("t"))
+    ]
+    shape = dep.table_shape("t")
+    return sorted(docs, key=repr), (shape._tags, shape._children)
+
+
+def _setup(dep: Deployment) -> None:
+    with dep.transaction() as tx:
+        tx.create_table("t")
+        tx.add_index("t", "by_k_n", ["k", "n"])
+
+
+def test_insert_many_matches_insert(deployment_factory: DeploymentFactory) -> None:
+    one = deployment_factory.open(location=deployment_factory.new_location())
+    many = deployment_factory.open(location=deployment_factory.new_location())
+    for dep in (one, many):
+        _setup(dep)
+    with one.transaction() as tx:
+        for doc in DOCS:
+            tx.insert("t", doc)
+    with many.transaction() as tx:
+        doc_ids = tx.insert_many("t", DOCS)
+        assert len(set(doc_ids)) == len(DOCS)
+        for doc_id, doc in zip(doc_ids, DOCS, strict=True):
+            got = tx.get(doc_id)
+            assert got is not None and got["_id"] == doc_id
+            expected = {**doc, "_id": doc_id, "_creationTime": got["_creationTime"]}
+            assert values.encode_document(expected).body == values.encode_document(got).body
+        # The batch's documents are visible to the transaction's index queries, like inserted ones.
+        assert [d["k"] for _, d in tx.index_query("t", "by_k_n", ("c",))] == ["c"]
+        tx.replace(doc_ids[0], {"k": "a2"})  # and can be rewritten in the same transaction
+    with one.transaction() as tx:
+        (first_id,) = [i for i, d in tx.index_query("t", "by_k_n", ("a",))]
+        tx.replace(first_id, {"k": "a2"})
+    (docs_one, shape_one), (docs_many, shape_many) = _state(one), _state(many)
+    assert repr(docs_one) == repr(docs_many)  # repr: NaN != NaN
+    assert shape_one == shape_many
+    for dep in (one, many):
+        with dep.transaction() as tx:
+            keys = [d["k"] for _, d in tx.index_query("t", "by_k_n", ())]
+        assert keys == ["a2", "b", "c", "d", "e", "f", "g"]
+    for doc_id in doc_ids:
+        table_number, _ = ids.decode_id(doc_id)
+        assert table_number == many.table("t").table_number
+
+
+def test_insert_many_is_all_or_nothing(deployment: Deployment) -> None:
+    _setup(deployment)
+    bad = [{"k": "ok"}, {"k": "ok2"}, {"$bad": 1.0}, {"_id": "x"}]
+    with deployment.transaction() as tx:
+        with pytest.raises(ValueError, match="item 2") as info:
+            tx.insert_many("t", bad, on_error=lambda i, e: ValueError(f"item {i}: {e.message}"))
+        assert "$bad" in str(info.value)
+        with pytest.raises(InvalidValueError):
+            tx.insert_many("t", [{"k": "fine"}, {"_creationTime": 1.0}])
+        assert tx.writes == 0
+        tx.insert_many("t", [{"k": "kept"}])
+    assert _state(deployment)[0] == [{"k": "kept"}]
+
+
+def test_insert_many_limits_leave_the_transaction_untouched(deployment_factory: DeploymentFactory) -> None:
+    dep = deployment_factory.open(DeploymentConfig(background=False, max_writes_per_transaction=3))
+    _setup(dep)
+    with dep.transaction() as tx:
+        tx.insert("t", {"k": "first"})
+        with pytest.raises(TransactionLimitError, match="Too many writes"):
+            tx.insert_many("t", [{"k": "a"}, {"k": "b"}, {"k": "c"}])
+        assert tx.writes == 1
+        tx.insert_many("t", [{"k": "a"}, {"k": "b"}])
+    assert [d["k"] for d in _state(dep)[0]] == ["a", "b", "first"]
+
+
+@pytest.mark.parametrize("table_number", [1, 127, 128, 10_001, 16_383, 16_384, 2_000_000, ids.MAX_TABLE_NUMBER])
+def test_new_ids_match_encode_id(table_number: int) -> None:
+    internals, strings = bulk.new_ids(table_number, 50, 1_764_475_118_123.0)
+    assert len(set(internals)) == 50
+    day = (int(1_764_475_118_123.0 // 86_400_000) & 0xFFFF).to_bytes(2, "big")
+    for internal, s in zip(internals, strings, strict=True):
+        assert len(internal) == ids.INTERNAL_ID_LEN and internal.endswith(day)
+        assert s == ids.encode_id(table_number, internal)
+        assert ids.decode_id(s) == (table_number, internal)
+
+
+def test_shape_batch_matches_add_shape_counts() -> None:
+    docs = [*DOCS, *DOCS[:2], {"k": "a", "n": 1}, {"n": 1.0, "k": "a"}]
+    expected: dict[Any, int] = {}
+    for doc in docs:
+        add_shape_counts(doc, 1, expected)
+    batch = bulk.ShapeBatch()
+    for doc in docs:
+        batch.add(doc, values.encode_document(doc).flags)
+    got: dict[Any, int] = {("", "stale"): -len(docs)}
+    batch.add_to(got)
+    assert got == {**expected, ("", "stale"): -len(docs)}
+
+
+def test_index_keys_match_encode_index_key() -> None:
+    keys = bulk.IndexKeys()
+    paths = (("a",), ("b", "c"), ("d",), ("_creationTime",))
+    for doc in [
+        {"a": 0.0, "b": {"c": False}, "d": "x", "_creationTime": 5.0},
+        {"a": -0.0, "b": {"c": 0}, "d": None, "_creationTime": 5.0},
+        {"a": float("nan"), "b": {"c": True}, "_creationTime": 5.0},
+        {"a": 1, "b": [], "d": [1.0, "s"], "_creationTime": 5.0},
+        {"a": 1.0, "b": {"c": 1}, "d": {"e": b"\x00"}, "_creationTime": 6.0},
+    ]:
+        expected = values.encode_index_key([values.get_path(doc, p) for p in paths])
+        assert keys.key(doc, paths) == expected
+        assert keys.key(doc, paths) == expected  # cached encodings too
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": 1, "b": [1, "x", None], "c": {"d": 2, "e": [{"f": 3}]}, "g": True},
+        {"a": "x", "b": 1.5, "c": None},
+        {"a": ["x", "y"], "b": {"bad key": 1}},
+        {"a": 1, "_ab_cdc_deleted_at": "2024-01-01", "_ab_cdc_lsn": 5},
+        {"a": 1, "source_ab_cdc_deleted_at": None, "source_ab_cdc_x": 1},
+        {"a": 10**400},
+    ],
+)
+def test_airbyte_fast_path_matches_general_conversion(data: dict[str, Any]) -> None:
+    def convert() -> Any:
+        try:
+            return convert_airbyte_record(data)
+        except Exception as e:  # the same error both times
+            return (type(e), str(e))
+
+    first = convert()  # general path; remembers the keys
+    second = convert()  # fast path when every key is known
+    assert repr(first) == repr(second)
+    if not isinstance(first[0], type):
+        doc, deleted = first
+        assert doc is not data and all(type(v) is not int for v in doc.values())
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"a": "x", "b": 1.5, "c": None, "d": True},
+        {"a": 1, "b": 2.0},
+        {"fivetran": {"synced": 1.0, "deleted": False}, "t": ["a", 1.0]},
+        {"fivetran": {"synced": {"$integer": "AQAAAAAAAAA="}}},
+        {"t": [1, 2]},
+        {"o": {"$bytes": "AAE="}},
+        {"$bad": 1.0},
+        {"o": {"$set": []}},
+        {"o": {}, "l": []},
+    ],
+)
+def test_fivetran_row_fast_path_matches_decoder(row: dict[str, Any]) -> None:
+    def decode(f: Any) -> Any:
+        try:
+            return f(row)
+        except Exception as e:
+            return (type(e), str(e))
+
+    assert repr(decode(si._decode_row)) == repr(decode(values.from_encoded_json))
+    assert repr(decode(si._decode_row)) == repr(decode(values.from_encoded_json))
