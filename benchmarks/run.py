@@ -45,6 +45,11 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # The sync engine's snapshot over HTTP against the client's raw page iteration in the same run.
     ("sync", "sync_raw_pages", "benchmarks.bench_sync", None),
     ("sync", "sync_engine_http", "benchmarks.bench_sync", "sync_raw_pages"),
+    # The Fivetran source end to end over gRPC against the client reading the same pages without gRPC;
+    # the records case's note also gives its ratio to --single-records (same run).
+    ("fivetran-source", "ftsrc_raw_pages", "benchmarks.bench_fivetran_source", None),
+    ("fivetran-source", "ftsrc_single_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
+    ("fivetran-source", "ftsrc_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
     # Airbyte source: ours against the published connector on the same server (and the client alone).
     ("airbyte", "airbyte_source_client", "benchmarks.bench_airbyte_source", None),
     ("airbyte", "airbyte_published_full_refresh", "benchmarks.bench_airbyte_source", None),
@@ -60,6 +65,8 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("airbyte-destination", "abdst_client_append", "benchmarks.bench_airbyte_destination", None),
     ("airbyte-destination", "abdst_append", "benchmarks.bench_airbyte_destination", "abdst_client_append"),
 ]
+# (case, other case): the case's note gets its rows/s ratio to the other case of the same run.
+EXTRA_RATIOS: list[tuple[str, str]] = [("ftsrc_records", "ftsrc_single_records")]
 
 
 def run_case(module: str, case: str, work: Path, docs: int, extra: list[str]) -> dict:
@@ -104,6 +111,9 @@ def main() -> None:
             by_case[case] = r
             base = by_case.get(baseline) if baseline else None
             ratio = r["rows_per_s"] / base["rows_per_s"] if base else None
+            for extra_case, other in EXTRA_RATIOS:
+                if case == extra_case and other in by_case:
+                    r["note"] = f"{r['rows_per_s'] / by_case[other]['rows_per_s']:.1f}x {other}; {r.get('note', '')}"
             results.append((r, ratio))
             print(
                 f"{r['name']}: {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True

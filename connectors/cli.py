@@ -427,5 +427,10 @@ from connectors.export.cli import export_command  # noqa: E402 - registered afte
 
 main.add_command(export_command)
 
+from fivetran_source.cli import fivetran_source_command, fivetran_sync_command  # noqa: E402
+
+main.add_command(fivetran_source_command)
+main.add_command(fivetran_sync_command)
+
 if __name__ == "__main__":  # last: every command above must be registered first
     main()

@@ -160,7 +160,7 @@ class ConvexClient:
     def _open_pipeline(self, endpoint: str) -> PagePipeline | None:
         url = self._config.deployment_url + f"api/{endpoint}"
         # http.client knows no proxies: use the pipeline only where requests would connect directly.
-        if self._session.trust_env and requests.utils.get_environ_proxies(url):
+        if requests.utils.select_proxy(url, self._session.proxies):
             return None
         headers = {
             "Authorization": f"{AUTH_SCHEME} {self._config.deploy_key}",

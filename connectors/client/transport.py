@@ -93,6 +93,12 @@ class Transport:
         session.auth = _ConvexKeyAuth(config.deploy_key)
         session.headers[CLIENT_HEADER] = config.client_header
         session.headers["Accept-Encoding"] = "gzip, deflate" if config.gzip else "identity"
+        # The environment (proxies, NO_PROXY, CA bundle) is read once here: requests would otherwise read it
+        # again on every call (~0.3 ms each). Every call goes to the one deployment URL, so one answer serves.
+        session.proxies.update(requests.utils.get_environ_proxies(config.deployment_url))
+        env_settings = session.merge_environment_settings(config.deployment_url, {}, None, None, None)
+        session.verify = env_settings["verify"]
+        session.trust_env = False
         self.session = session
 
     def close(self) -> None:

@@ -105,11 +105,13 @@ _REJECTED: Final = object()
 
 @dataclass(frozen=True)
 class FivetranTableChoice:
-    """``TableSelection``: ``columns`` maps a column name to included (True) or excluded (False)."""
+    """``TableSelection``: ``columns`` maps a column name to included (True) or excluded (False).
+    ``include_new_columns`` is the table's own flag (``TableSelection`` field 4); None takes the schema's."""
 
     table_name: str
     included: bool = True
     columns: Mapping[str, bool] = field(default_factory=dict)
+    include_new_columns: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,9 @@ def from_fivetran_selection(selection: FivetranSelection) -> SyncSelection:
             if not table.included:
                 tables[table.table_name] = EXCLUDED
             else:
-                tables[table.table_name] = TableSelection(dict(table.columns), schema.include_new_columns)
+                new_columns = (
+                    schema.include_new_columns if table.include_new_columns is None else table.include_new_columns
+                )
+                tables[table.table_name] = TableSelection(dict(table.columns), new_columns)
         components[path] = ComponentSelection(tables, schema.include_new_tables)
     return SyncSelection(Selection(components, selection.include_new_schemas))

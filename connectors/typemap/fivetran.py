@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import orjson
@@ -50,6 +51,7 @@ from connectors.typemap.tree import (
 
 __all__ = [
     "FIVETRAN_NULL",
+    "SCALAR_MEMBERS",
     "FivetranCellError",
     "FivetranColumn",
     "FivetranDataType",
@@ -57,6 +59,7 @@ __all__ = [
     "FivetranValue",
     "FivetranValueError",
     "ValueMember",
+    "creation_time_parts",
     "creation_time_to_fivetran",
     "fivetran_column_type",
     "fivetran_columns",
@@ -120,6 +123,13 @@ class FivetranColumn:
 
 
 FIVETRAN_NULL: Final = FivetranValue("null", True)
+
+#: The ``ValueType`` member of each exact Python type a decoded Convex scalar has (``to_fivetran_value``
+#: agrees; arrays and objects are ``json`` text, None is ``null``). For encoders that set protobuf members
+#: directly instead of building a ``FivetranValue`` per value.
+SCALAR_MEMBERS: Final[Mapping[type, ValueMember]] = MappingProxyType(
+    {bool: "bool", int: "long", float: "double", str: "string", bytes: "binary"}
+)
 
 
 class FivetranValueError(TypeMapError):
@@ -191,11 +201,23 @@ def creation_time_to_fivetran(ms: Any) -> FivetranValue:
         raise FivetranValueError(
             f"Unexpected _creationTime value: a {_tags.value_type_name(ms)}, not a number"
         )
-    if not math.isfinite(ms):
+    return FivetranValue("utc_datetime", FivetranTimestamp(*creation_time_parts(ms)))
+
+
+def creation_time_parts(ms: Any) -> tuple[int, int]:
+    """``_creationTime`` ms -> ``(seconds, nanos)`` of its ``utc_datetime`` (the rule of
+    :func:`creation_time_to_fivetran`, without building a record per value)."""
+    if type(ms) is not float:
+        if type(ms) is not int:
+            raise FivetranValueError(
+                f"Unexpected _creationTime value: a {_tags.value_type_name(ms)}, not a number"
+            )
+        ms = float(ms)
+    if ms - ms != 0.0:
         raise FivetranValueError("Unexpected _creationTime value: not a finite number")
-    seconds, rest = divmod(float(ms), 1000.0)  # rest is exact (fmod) and in [0, 1000)
-    nanos = min(int(rest * 1e6), 999_999_999)
-    return FivetranValue("utc_datetime", FivetranTimestamp(int(seconds), nanos))
+    seconds, rest = divmod(ms, 1000.0)  # rest is exact (fmod) and in [0, 1000)
+    nanos = int(rest * 1e6)
+    return int(seconds), nanos if nanos < 999_999_999 else 999_999_999
 
 
 def _to_value(v: values.Value) -> FivetranValue:

@@ -42,6 +42,8 @@ AVRO_JSON_PROPERTY: Final = {AVRO_ENCODING_KEY: ENCODING_JSON}
 
 def json_text(value: values.Value) -> str:
     """Compact clean JSON of ``value`` with sorted keys (raises ``InvalidValueError`` on a non-value)."""
+    if type(value) is list and all(type(x) is str for x in value):
+        return orjson.dumps(value).decode()  # fast path: a list of strings is its own clean JSON
     return orjson.dumps(values.to_clean_json(value), option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -1117,3 +1117,17 @@ def test_no_pipeline_through_a_proxy(
     monkeypatch.delenv("no_proxy", raising=False)
     client = make_client()
     assert client._open_pipeline("list_snapshot") is None
+
+
+def test_the_environment_is_read_once_and_no_proxy_is_respected(
+    monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., ConvexClient]
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    client = make_client()
+    # The deployment is on loopback and listed in NO_PROXY: no proxy, so pages are pipelined.
+    assert client._open_pipeline("list_snapshot") is not None
+    # Settings were resolved at construction; a later change of the environment does not reach the session.
+    monkeypatch.delenv("NO_PROXY")
+    assert client._open_pipeline("list_snapshot") is not None
+    assert client._session.trust_env is False

@@ -49,6 +49,7 @@ from connectors.typemap.fivetran import (
     fivetran_value_to_convex,
     parse_fivetran_cell,
     schema_ts_for_fivetran_type,
+    to_fivetran_value,
     validator_for_fivetran_type,
 )
 from connectors.typemap.jsonschema import (
@@ -485,6 +486,14 @@ def test_fivetran_source_row_conversion() -> None:
         creation_time_to_fivetran("2024")
     with pytest.raises(FivetranValueError, match="Unexpected _creationTime value"):
         creation_time_to_fivetran(math.nan)
+
+
+def test_fivetran_scalar_members_agree_with_the_value_conversion() -> None:
+    from connectors.typemap.fivetran import SCALAR_MEMBERS
+
+    for sample in (True, 1, 1.5, "s", b"\x00"):
+        assert SCALAR_MEMBERS[type(sample)] == to_fivetran_value(sample).member
+    assert set(SCALAR_MEMBERS) == {bool, int, float, str, bytes}
 
 
 def test_fivetran_columns_are_typed_where_the_shape_is_exact() -> None:

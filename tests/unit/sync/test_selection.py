@@ -124,3 +124,28 @@ def test_constructors() -> None:
     assert comps.accepts(TableRef("waitlist", "x")) and not comps.accepts(TableRef("", "x"))
     assert SyncSelection.everything().column_filter(TableRef("", "x")) is None
     assert SyncSelection.everything() == SyncSelection(Selection.everything())
+
+
+def test_include_new_columns_is_per_table_when_the_table_gives_it() -> None:
+    """``TableSelection.include_new_columns`` (field 4) is the table's own flag in the proto."""
+    sync = from_fivetran_selection(
+        FivetranTablesWithSchema(
+            schemas=[
+                FivetranSchemaChoice(
+                    "app",
+                    tables=[
+                        FivetranTableChoice("open", columns={"a": True}, include_new_columns=True),
+                        FivetranTableChoice("closed", columns={"_id": True, "a": True}, include_new_columns=False),
+                        FivetranTableChoice("default", columns={"_id": True, "a": True}),
+                    ],
+                    include_new_columns=False,
+                )
+            ],
+        )
+    )
+    assert sync.wire.to_json()[""] == {
+        "open": {"a": "included", "_other": "included"},
+        "closed": {"_id": "included", "a": "included", "_other": "excluded"},
+        "default": {"_id": "included", "a": "included", "_other": "excluded"},
+        "_other": "included",
+    }
