@@ -66,6 +66,9 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("fivetran-destination", "fd_parse", "benchmarks.bench_fivetran_destination", None),
     ("fivetran-destination", "fd_direct", "benchmarks.bench_fivetran_destination", None),
     ("fivetran-destination", "fd_connector", "benchmarks.bench_fivetran_destination", "fd_direct"),
+    # destination-convex (console script) against the shared client importing the same records, same run.
+    ("airbyte-destination", "abdst_client_append", "benchmarks.bench_airbyte_destination", None),
+    ("airbyte-destination", "abdst_append", "benchmarks.bench_airbyte_destination", "abdst_client_append"),
 ]
 # (case, other case): the case's note gets its rows/s ratio to the other case of the same run.
 EXTRA_RATIOS: list[tuple[str, str]] = [("ftsrc_records", "ftsrc_single_records")]
