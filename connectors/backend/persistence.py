@@ -141,11 +141,11 @@ class Persistence(abc.ABC):
     def write_transaction(self) -> contextlib.AbstractContextManager[WriteSession]:
         """Open the single write transaction; commits on normal exit, rolls back on exception."""
 
+    @abc.abstractmethod
     def metadata_transaction(self) -> contextlib.AbstractContextManager[WriteSession]:
         """A short write transaction on its own connection, for tables the engine keeps no state of in
         memory (deploy keys, ``meta.*`` settings). Allowed on a read-only open and while another process
         holds the writer lock: the database serializes it with the writer's commits."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

@@ -325,7 +325,8 @@ class JsonlWriter(TableWriter):
             self._raw.close()
 
     def _read_back(self, path: str, tree: ObjectType) -> Iterator[Docs]:
-        raise NotImplementedError  # never called: rewrites is False
+        # JSON lines hold any value, so a page never forces a rewrite of earlier parts (rewrites is False).
+        raise AssertionError("a JSONL part is never read back")
 
     def columns(self) -> list[dict[str, Any]]:
         return column_types(self.tree)
