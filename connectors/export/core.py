@@ -16,7 +16,9 @@ written of it, instead of failing halfway or converting silently.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -570,4 +572,25 @@ def run_export(
     """Run one export (see the module docstring). ``table_numbers`` (local deployments) lets the ZIP list
     empty tables with their numbers, ``zip_metadata`` (``backup.backup_metadata``) carries their indexes;
     ``expected_rows`` is the progress bar's total."""
-    return _Exporter(reader, options, progress, table_numbers, expected_rows, zip_metadata).run()
+    with _bulk_gc():
+        return _Exporter(reader, options, progress, table_numbers, expected_rows, zip_metadata).run()
+
+
+_BULK_GC_THRESHOLD: Final = 200_000
+
+
+@contextlib.contextmanager
+def _bulk_gc() -> Iterator[None]:
+    """Cheaper cyclic garbage collection while the export runs. Each page allocates hundreds of thousands
+    of (acyclic) containers, which refcounting frees; with the default thresholds the collector would scan
+    them, and every object the process had before, again and again (a third of the run time). The objects
+    that exist before the export are frozen (never scanned) and the first generation collects every 200k
+    allocations instead of every 700; memory stays bounded by the pages in flight."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], _BULK_GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
