@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -585,12 +586,25 @@ def _bulk_gc() -> Iterator[None]:
     of (acyclic) containers, which refcounting frees; with the default thresholds the collector would scan
     them, and every object the process had before, again and again (a third of the run time). The objects
     that exist before the export are frozen (never scanned) and the first generation collects every 200k
-    allocations instead of every 700; memory stays bounded by the pages in flight."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(thresholds[0], _BULK_GC_THRESHOLD), *thresholds[1:])
+    allocations instead of every 700; memory stays bounded by the pages in flight. Exports running at the
+    same time (threads) share one setting, restored when the last one ends."""
+    global _bulk_depth, _saved_thresholds
+    with _bulk_lock:
+        if _bulk_depth == 0:
+            _saved_thresholds = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_saved_thresholds[0], _BULK_GC_THRESHOLD), *_saved_thresholds[1:])
+        _bulk_depth += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _bulk_lock:
+            _bulk_depth -= 1
+            if _bulk_depth == 0:
+                gc.set_threshold(*_saved_thresholds)
+                gc.unfreeze()
+
+
+_bulk_lock: Final = threading.Lock()
+_bulk_depth = 0
+_saved_thresholds: tuple[int, ...] = gc.get_threshold()
