@@ -176,16 +176,29 @@ def check_snapshot(deployment: Deployment, snapshot: int, read_ts: int) -> None:
         raise snapshot_too_old(snapshot)
 
 
-def list_snapshot(
+@dataclass(frozen=True)
+class SnapshotRowsPage:
+    """One list_snapshot page before encoding: the stored rows ``(internal_id, ts, flags, body)`` of one table
+    (``table`` None when nothing is left) and the page's snapshot, cursor and ``hasMore``. In-process readers
+    decode the stored bodies directly (``values.decode_document``); :func:`list_snapshot` encodes them."""
+
+    table: TableInfo | None
+    rows: list[Any]
+    columns: ColumnFilter | None
+    snapshot: int
+    cursor: str | None
+    has_more: bool
+
+
+def snapshot_rows_page(
     deployment: Deployment,
     *,
     snapshot: int | None,
     cursor: str | None,
-    fmt: ValueFormat,
     selection: Selection,
     limit: int | None = None,
-) -> SnapshotPageResult:
-    """One page of a consistent snapshot. A page never spans two tables (streaming-export.md §4.3)."""
+) -> SnapshotRowsPage:
+    """The rows of one page of a consistent snapshot (see :func:`list_snapshot`)."""
     selection.validate()
     read_ts = deployment.read_timestamp()
     if snapshot is None:
@@ -209,22 +222,10 @@ def list_snapshot(
             if number != tables[start].table_number:
                 raise invalid_cursor()
     if start >= len(tables):
-        return SnapshotPageResult(b"[]", 0, snapshot, None, False)
+        return SnapshotRowsPage(None, [], None, snapshot, None, False)
     table = tables[start]
     rows = deployment.snapshot_rows(table, snapshot, after_id, limit)
     columns = selection.column_filter(table.component, table.name)
-    out = bytearray(b"[")
-    prefix = _prefix(table, deltas=False)
-    for _internal_id, ts, flags, body in rows:
-        out += prefix
-        out += str(ts).encode()
-        out += b","
-        out += _document_bytes(body, flags, fmt, columns)[1:]
-        out += b","
-    if rows:
-        out[-1:] = b"]"
-    else:
-        out += b"]"
     if len(rows) >= limit:
         next_cursor: str | None = SnapshotCursor(
             table.tablet_id, ids.encode_id(table.table_number, rows[-1][0])
@@ -235,7 +236,36 @@ def list_snapshot(
         has_more = True
     else:
         next_cursor, has_more = None, False
-    return SnapshotPageResult(bytes(out), len(rows), snapshot, next_cursor, has_more)
+    return SnapshotRowsPage(table, rows, columns, snapshot, next_cursor, has_more)
+
+
+def list_snapshot(
+    deployment: Deployment,
+    *,
+    snapshot: int | None,
+    cursor: str | None,
+    fmt: ValueFormat,
+    selection: Selection,
+    limit: int | None = None,
+) -> SnapshotPageResult:
+    """One page of a consistent snapshot. A page never spans two tables (streaming-export.md §4.3)."""
+    page = snapshot_rows_page(deployment, snapshot=snapshot, cursor=cursor, selection=selection, limit=limit)
+    if page.table is None:
+        return SnapshotPageResult(b"[]", 0, page.snapshot, None, False)
+    rows, columns = page.rows, page.columns
+    out = bytearray(b"[")
+    prefix = _prefix(page.table, deltas=False)
+    for _internal_id, ts, flags, body in rows:
+        out += prefix
+        out += str(ts).encode()
+        out += b","
+        out += _document_bytes(body, flags, fmt, columns)[1:]
+        out += b","
+    if rows:
+        out[-1:] = b"]"
+    else:
+        out += b"]"
+    return SnapshotPageResult(bytes(out), len(rows), page.snapshot, page.cursor, page.has_more)
 
 
 def document_deltas(

@@ -16,7 +16,10 @@ written of it, instead of failing halfway or converting silently.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -570,4 +573,38 @@ def run_export(
     """Run one export (see the module docstring). ``table_numbers`` (local deployments) lets the ZIP list
     empty tables with their numbers, ``zip_metadata`` (``backup.backup_metadata``) carries their indexes;
     ``expected_rows`` is the progress bar's total."""
-    return _Exporter(reader, options, progress, table_numbers, expected_rows, zip_metadata).run()
+    with _bulk_gc():
+        return _Exporter(reader, options, progress, table_numbers, expected_rows, zip_metadata).run()
+
+
+_BULK_GC_THRESHOLD: Final = 200_000
+
+
+@contextlib.contextmanager
+def _bulk_gc() -> Iterator[None]:
+    """Cheaper cyclic garbage collection while the export runs. Each page allocates hundreds of thousands
+    of (acyclic) containers, which refcounting frees; with the default thresholds the collector would scan
+    them, and every object the process had before, again and again (a third of the run time). The objects
+    that exist before the export are frozen (never scanned) and the first generation collects every 200k
+    allocations instead of every 700; memory stays bounded by the pages in flight. Exports running at the
+    same time (threads) share one setting, restored when the last one ends."""
+    global _bulk_depth, _saved_thresholds
+    with _bulk_lock:
+        if _bulk_depth == 0:
+            _saved_thresholds = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_saved_thresholds[0], _BULK_GC_THRESHOLD), *_saved_thresholds[1:])
+        _bulk_depth += 1
+    try:
+        yield
+    finally:
+        with _bulk_lock:
+            _bulk_depth -= 1
+            if _bulk_depth == 0:
+                gc.set_threshold(*_saved_thresholds)
+                gc.unfreeze()
+
+
+_bulk_lock: Final = threading.Lock()
+_bulk_depth = 0
+_saved_thresholds: tuple[int, ...] = gc.get_threshold()

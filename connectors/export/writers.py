@@ -14,6 +14,7 @@ import abc
 import contextlib
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -168,6 +169,8 @@ class TableWriter(abc.ABC):
 class ParquetWriter(TableWriter):
     extension = ".parquet"
 
+    _pool: ThreadPoolExecutor | None = None
+
     def _setup(self) -> None:
         self._columns = arrow_map.arrow_columns(self.tree)
         self.schema = pa.schema([c.field for c in self._columns])
@@ -184,6 +187,7 @@ class ParquetWriter(TableWriter):
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
+        self._in_flight: Future[None] | None = None
 
     def batch(self, docs: Docs, columns: PageColumns | None = None) -> pa.RecordBatch:
         """Documents -> one record batch: one Python list per column, then ``pa.array`` with its type."""
@@ -215,15 +219,40 @@ class ParquetWriter(TableWriter):
         return batch.nbytes
 
     def _flush(self) -> None:
+        """Hand the pending batches to the background thread as one row group. Encoding and compressing it
+        (in Arrow, without the GIL) overlaps with reading and building the next pages; at most one row group
+        is in flight, so memory stays bounded."""
         if self._pending:
             table = pa.Table.from_batches(self._pending, schema=self.schema)
-            self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
             self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+            self._wait()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-row-groups")
+            self._in_flight = self._pool.submit(
+                self._writer.write_table, table, row_group_size=max(table.num_rows, 1)
+            )
+
+    def _wait(self) -> None:
+        """Wait for the row group in flight (re-raising its error)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
 
     def _close(self) -> None:
-        self._flush()
-        self._writer.close()
-        self._stream.close()
+        try:
+            self._flush()
+            self._wait()
+        finally:
+            self._wait_quietly()
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+            self._writer.close()
+            self._stream.close()
+
+    def _wait_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # after a failure: its error is the one reported
+            self._wait()
 
     def _read_back(self, path: str, tree: ObjectType) -> Iterator[Docs]:
         with self.out.open_input(path) as f:

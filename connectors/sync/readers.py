@@ -14,6 +14,7 @@ Both raise ``ConvexError`` subclasses whose ``code`` is the wire code (``Snapsho
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
@@ -36,10 +37,10 @@ from connectors.constants import (
 )
 from connectors.errors import ConvexError, InternalError
 from connectors.perf import gc_paused
-from connectors.selection import Selection
+from connectors.selection import ColumnFilter, Selection
 
 if TYPE_CHECKING:
-    from connectors.backend.engine import Deployment
+    from connectors.backend.engine import Deployment, TableInfo
 
 __all__ = ["ExportReader", "HttpReader", "LocalReader"]
 
@@ -123,21 +124,21 @@ class LocalReader:
     def snapshot_pages(
         self, selection: Selection, snapshot: int | None, cursor: str | None
     ) -> Iterator[SnapshotPage]:
-        fmt = values.ValueFormat.ENCODED
+        # The server's page (same table order, cursors, checks and errors), but its stored bodies are decoded
+        # here directly: no wire encoding and re-parsing of what is already convex_encoded_json.
         while True:
-            result = self._export.list_snapshot(
+            page = self._export.snapshot_rows_page(
                 self.deployment,
                 snapshot=snapshot,
                 cursor=cursor,
-                fmt=fmt,
                 selection=selection,
                 limit=self._snapshot_limit,
             )
-            page_values = decode_exported_values(result.values_json, is_delta=False)
-            yield SnapshotPage(page_values, result.snapshot, result.cursor, result.has_more)
-            if not result.has_more:
+            page_values = _stored_values(page.table, page.rows, page.columns)
+            yield SnapshotPage(page_values, page.snapshot, page.cursor, page.has_more)
+            if not page.has_more:
                 return
-            snapshot, cursor = result.snapshot, result.cursor
+            snapshot, cursor = page.snapshot, page.cursor
 
     def delta_pages(self, selection: Selection, cursor: int) -> Iterator[DeltaPage]:
         fmt = values.ValueFormat.ENCODED
@@ -165,6 +166,33 @@ class LocalReader:
 
 
 _SYSTEM_FIELDS: Final = SYSTEM_FIELDS
+
+
+def _stored_values(
+    table: TableInfo | None, rows: list[Any], columns: ColumnFilter | None
+) -> list[ExportedValue]:
+    """A snapshot page's stored rows ``(internal_id, ts, flags, body)`` -> exported values, decoded as
+    ``decode_exported_values`` decodes the server's page of the same rows (a stored body holds the system
+    fields and the user's fields only, in ``convex_encoded_json``)."""
+    if table is None or not rows:
+        return []
+    with gc_paused():
+        try:
+            docs = values.decode_documents([r[3] for r in rows], [r[2] for r in rows])
+        except (ConvexError, ValueError, TypeError) as exc:
+            raise InternalError(f"stored value of table {table.name!r} does not decode: {exc}") from exc
+        if columns is not None:
+            docs = [columns.apply(d) for d in docs]
+        return list(
+            map(
+                ExportedValue,
+                repeat(table.component),
+                repeat(table.name),
+                [r[1] for r in rows],
+                repeat(False),
+                docs,
+            )
+        )
 
 
 def decode_exported_values(values_json: bytes, *, is_delta: bool) -> list[ExportedValue]:

@@ -67,6 +67,7 @@ from connectors.values.storage import (
     FLAG_NONFINITE,
     EncodedDocument,
     decode_document,
+    decode_documents,
     encode_document,
 )
 from connectors.values.storage_wire import storage_to_wire
@@ -91,6 +92,7 @@ __all__ = [
     "ValueFormat",
     "compare_values",
     "decode_document",
+    "decode_documents",
     "decode_encoded_object_in_place",
     "decode_encoded_value",
     "encode_document",

@@ -25,6 +25,7 @@ from connectors.values import (
     ValueFormat,
     compare_values,
     decode_document,
+    decode_documents,
     encode_document,
     encode_index_key,
     encode_value,
@@ -701,3 +702,14 @@ def test_in_place_encoded_decoding_matches_the_reference_decoder(v: Any) -> None
     wire = wire_bytes(v, ValueFormat.ENCODED)
     assert same(decode_encoded_value(orjson.loads(wire)), v)
     assert same(decode_encoded_value(orjson.loads(wire)), from_encoded_json(orjson.loads(wire)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(documents, max_size=8))
+def test_decode_documents_is_decode_document_of_each(docs: list[dict[str, Any]]) -> None:
+    encoded = [encode_document(d) for d in docs]
+    decoded = decode_documents([e.body for e in encoded], [e.flags for e in encoded])
+    assert len(decoded) == len(docs)
+    for got, enc, doc in zip(decoded, encoded, docs, strict=True):
+        assert same(got, decode_document(enc.body, enc.flags))
+        assert same(got, doc)
