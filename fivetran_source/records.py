@@ -155,11 +155,17 @@ class RecordEncoder:
                 t = type(value)
                 if f.is_creation_time:
                     stamp.seconds, stamp.nanos = creation_time_parts(value)
-                    add(f.ld(_UTC_DATETIME, stamp.SerializeToString()))
+                    payload = stamp.SerializeToString()
+                    add(f.head(_UTC_DATETIME, len(payload)))
+                    add(payload)
                 elif t is str:
-                    add(f.ld(_STRING, value.encode()))
+                    payload = value.encode()
+                    head = f.strings.get(len(payload))
+                    add(head if head is not None else f.head(_STRING, len(payload)))
+                    add(payload)
                 elif t is float:
-                    add(f.double_prefix + _pack_double(value))
+                    add(f.double_prefix)
+                    add(_pack_double(value))
                 elif t is bool:
                     add(f.true if value else f.false)
                 elif value is None:
@@ -173,9 +179,12 @@ class RecordEncoder:
                         ) from None
                     add(f.entry(long_value.SerializeToString()))
                 elif t is bytes:
-                    add(f.ld(_BINARY, value))
+                    add(f.head(_BINARY, len(value)))
+                    add(value)
                 else:
-                    add(f.ld(_JSON, json_text(value).encode()))
+                    payload = json_text(value).encode()
+                    add(f.head(_JSON, len(payload)))
+                    add(payload)
             append(b"".join(parts))
         return out
 
@@ -203,6 +212,7 @@ _DATA_ENTRY: Final = b"\x22"  # Record.data = 4, one length-delimited map entry
 _ENTRY_KEY: Final = b"\x0a"  # map entry key = 1
 _ENTRY_VALUE: Final = b"\x12"  # map entry value = 2
 _pack_double: Final = struct.Struct("<d").pack
+_CACHED_HEAD_BYTES: Final = 4096  # entry heads are cached for payloads shorter than this
 _Timestamp: Final = type(common_pb2.ValueType().utc_datetime)
 
 
@@ -214,7 +224,17 @@ class _FieldWire:
     otherwise, ``utc_datetime`` for ``_creationTime``); the unit tests check the bytes parse to the record
     :func:`connectors.typemap.fivetran.fivetran_row` describes."""
 
-    __slots__ = ("key", "key_len", "null", "true", "false", "double_prefix", "is_creation_time")
+    __slots__ = (
+        "key",
+        "key_len",
+        "null",
+        "true",
+        "false",
+        "double_prefix",
+        "is_creation_time",
+        "heads",
+        "strings",
+    )
 
     def __init__(self, name: str) -> None:
         encoded = name.encode()
@@ -225,6 +245,8 @@ class _FieldWire:
         self.false = self.entry(_BOOL + b"\x00")
         self.double_prefix = self.entry(_DOUBLE + bytes(8))[:-8]
         self.is_creation_time = name == CREATION_TIME_FIELD
+        self.heads: dict[tuple[bytes, int], bytes] = {}
+        self.strings: dict[int, bytes] = {}  # the string heads by length (the most common member)
 
     def entry(self, value_type: bytes) -> bytes:
         """The entry of a serialized ``ValueType``."""
@@ -240,10 +262,18 @@ class _FieldWire:
             + value_type
         )
 
-    def ld(self, member: bytes, payload: bytes) -> bytes:
-        """The entry of a length-delimited member (string, json, binary, utc_datetime)."""
-        n = len(payload)
-        return self.entry(member + (_VARINTS[n] if n < 16384 else _encode_varint(n)) + payload)
+    def head(self, member: bytes, n: int) -> bytes:
+        """The bytes of the entry of a length-delimited member (string, json, binary, utc_datetime) with an
+        ``n``-byte payload, up to the payload; cached per member and length below 4 KiB."""
+        key = (member, n)
+        found = self.heads.get(key)
+        if found is None:
+            found = self.entry(member + _varint(n) + bytes(n))[:-n] if n else self.entry(member + b"\x00")
+            if n < _CACHED_HEAD_BYTES:
+                self.heads[key] = found
+                if member == _STRING:
+                    self.strings[n] = found
+        return found
 
 
 class MessageBuilder:

@@ -192,3 +192,12 @@ def test_values_the_wire_cannot_carry_are_refused_with_the_field_name() -> None:
         RecordEncoder().upserts(USERS, [{"_id": DOC_ID, "n": values.INT64_MAX + 1}])
     with pytest.raises(FivetranValueError, match="_creationTime"):
         RecordEncoder().upserts(USERS, [{"_id": DOC_ID, "_creationTime": "yesterday"}])
+
+
+def test_long_values_get_multi_byte_lengths() -> None:
+    doc = {"_id": DOC_ID, "s": "é" * 10_000, "b": b"\x01" * 5000, "j": ["x" * 20_000], "empty": ""}
+    for _ in range(2):  # the second time from the cached heads
+        (serialized,) = RecordEncoder().upserts(USERS, [doc])
+        record = connector_sdk_pb2.Record.FromString(serialized)
+        want = {k: typemap_value(fv.member, fv.value) for k, fv in fivetran_row(doc).items()}
+        assert {k: wire_value(v) for k, v in record.data.items()} == want
