@@ -32,7 +32,7 @@ from connectors.sync import (
 )
 from connectors.sync.selection import FIVETRAN_ROOT_SCHEMA
 from connectors.typemap.fivetran import FivetranValueError, creation_time_parts
-from connectors.typemap.jsontext import json_text
+from connectors.typemap.jsontext import json_text_bytes
 from protos import common_pb2, connector_sdk_pb2
 
 MAX_BATCH_RECORDS: Final = 100  # the SDK's hard limit for `records` (fivetran-sdk.md §6.2)
@@ -177,12 +177,15 @@ class RecordEncoder:
                         raise FivetranValueError(
                             f"a long value of field {name!r} cannot be sent to Fivetran (out of range)"
                         ) from None
-                    add(f.entry(long_value.SerializeToString()))
+                    payload = long_value.SerializeToString()
+                    head = f.values.get(len(payload))
+                    add(head if head is not None else f.value_head(len(payload)))
+                    add(payload)
                 elif t is bytes:
                     add(f.head(_BINARY, len(value)))
                     add(value)
                 else:
-                    payload = json_text(value).encode()
+                    payload = json_text_bytes(value)
                     add(f.head(_JSON, len(payload)))
                     add(payload)
             append(b"".join(parts))
@@ -234,6 +237,7 @@ class _FieldWire:
         "is_creation_time",
         "heads",
         "strings",
+        "values",
     )
 
     def __init__(self, name: str) -> None:
@@ -247,6 +251,7 @@ class _FieldWire:
         self.is_creation_time = name == CREATION_TIME_FIELD
         self.heads: dict[tuple[bytes, int], bytes] = {}
         self.strings: dict[int, bytes] = {}  # the string heads by length (the most common member)
+        self.values: dict[int, bytes] = {}  # the heads of entries of serialized ValueTypes by length
 
     def entry(self, value_type: bytes) -> bytes:
         """The entry of a serialized ``ValueType``."""
@@ -261,6 +266,12 @@ class _FieldWire:
             + value_len
             + value_type
         )
+
+    def value_head(self, n: int) -> bytes:
+        """The bytes of the entry of an ``n``-byte serialized ``ValueType``, up to it (cached)."""
+        found = self.entry(bytes(n))[:-n]
+        self.values[n] = found
+        return found
 
     def head(self, member: bytes, n: int) -> bytes:
         """The bytes of the entry of a length-delimited member (string, json, binary, utc_datetime) with an
