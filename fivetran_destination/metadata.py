@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from connectors.client import ConvexClient
+from connectors.client import ConvexApiError, ConvexClient
 from connectors.client.wire import FivetranOperation
 from connectors.constants import (
     FIVETRAN_HARD_DELETE,
@@ -75,6 +75,21 @@ class MetadataStore:
         with self._lock:
             self._prepared.add(url)
 
+    def _write(self, operation: FivetranOperation) -> None:
+        """Apply one operation to the definitions table, creating its indexes first. The process remembers
+        which URLs it prepared; a deployment behind the same URL may since have been reset or restored
+        without them, so a missing index re-prepares once."""
+        self._prepare()
+        try:
+            self.client.apply_fivetran_operations([operation])
+        except ConvexApiError as exc:
+            if exc.code != "MissingFivetranPrimaryKeyIndex":
+                raise
+            with self._lock:
+                self._prepared.discard(self.client.config.deployment_url)
+            self._prepare()
+            self.client.apply_fivetran_operations([operation])
+
     def get(self, convex_name: str) -> TableDef | None:
         selection = SyncSelection.of_tables([TableRef("", METADATA_TABLE)])
         events = run_sync(HttpReader(self.client), selection, SyncState.fresh(), SyncMode.SNAPSHOT_ONLY)
@@ -89,15 +104,13 @@ class MetadataStore:
         return None
 
     def put(self, table: TableDef) -> None:
-        self._prepare()
         row = {
             "table": table.convex_name,
             "definition": orjson.dumps(table.to_json()).decode(),
             "fivetran": {"synced": time.time() * 1000.0},
         }
-        self.client.apply_fivetran_operations([FivetranOperation(METADATA_TABLE, FIVETRAN_UPSERT, row)])
+        self._write(FivetranOperation(METADATA_TABLE, FIVETRAN_UPSERT, row))
 
     def delete(self, convex_name: str) -> None:
-        self._prepare()
         row = {"table": convex_name, "fivetran": {}}
-        self.client.apply_fivetran_operations([FivetranOperation(METADATA_TABLE, FIVETRAN_HARD_DELETE, row)])
+        self._write(FivetranOperation(METADATA_TABLE, FIVETRAN_HARD_DELETE, row))

@@ -721,3 +721,20 @@ def test_deployed_schema_mismatch_is_a_task_with_the_schema_ts_text(
         "is missing in the schema" in resp.task.message
         and "`public_other: defineTable({" in resp.task.message
     )
+
+
+def test_a_deployment_reset_behind_a_known_url_gets_its_definitions_table_again(
+    stub: Any, live_server: LiveServer
+) -> None:
+    """The process remembers which URLs it prepared; a fresh deployment behind the same URL (a reset, a
+    restore, or a test server reusing a port) must still get the definitions table's indexes."""
+    from fivetran_destination.metadata import MetadataStore
+
+    with ConvexClient(ClientConfig(live_server.url, live_server.admin_key)) as client:
+        MetadataStore._prepared.add(client.config.deployment_url)  # as if prepared for an earlier deployment
+    create(stub, live_server, books())
+    describe = destination_sdk_pb2.DescribeTableRequest(
+        configuration=config(live_server), schema_name="public", table_name="books"
+    )
+    response = stub.DescribeTable(describe)
+    assert response.WhichOneof("response") == "table", response
