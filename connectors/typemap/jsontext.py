@@ -30,6 +30,7 @@ __all__ = [
     "AVRO_JSON_PROPERTY",
     "ENCODING_JSON",
     "json_text",
+    "json_text_bytes",
     "needs_json_text",
 ]
 
@@ -42,9 +43,14 @@ AVRO_JSON_PROPERTY: Final = {AVRO_ENCODING_KEY: ENCODING_JSON}
 
 def json_text(value: values.Value) -> str:
     """Compact clean JSON of ``value`` with sorted keys (raises ``InvalidValueError`` on a non-value)."""
+    return json_text_bytes(value).decode()
+
+
+def json_text_bytes(value: values.Value) -> bytes:
+    """:func:`json_text` as UTF-8 bytes, for writers that send bytes (no decode and re-encode per value)."""
     if type(value) is list and all(type(x) is str for x in value):
-        return orjson.dumps(value).decode()  # fast path: a list of strings is its own clean JSON
-    return orjson.dumps(values.to_clean_json(value), option=orjson.OPT_SORT_KEYS).decode()
+        return orjson.dumps(value)  # fast path: a list of strings is its own clean JSON
+    return orjson.dumps(values.to_clean_json(value), option=orjson.OPT_SORT_KEYS)
 
 
 def needs_json_text(t: ConvexType) -> bool:

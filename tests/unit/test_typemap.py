@@ -57,7 +57,7 @@ from connectors.typemap.jsonschema import (
     table_type_from_json_schema,
     table_types_from_json_schemas,
 )
-from connectors.typemap.jsontext import json_text, needs_json_text
+from connectors.typemap.jsontext import json_text, json_text_bytes, needs_json_text
 from connectors.typemap.legacy_shape import LegacyShapeError, legacy_shape_type, parse_legacy_shape
 from connectors.typemap.markdown import fivetran_destination_markdown, type_mapping_markdown
 from connectors.typemap.tree import (
@@ -662,6 +662,8 @@ def test_json_text_is_clean_sorted_compact_and_marked() -> None:
     assert avro_field["type"] == {"type": "string", "convex.encoding": "json"}
     assert "logicalType" not in avro_field["type"]
     assert json_text(docs[0]["m"]) == '{"a":["AA==","NaN"],"b":"4611686018427387904"}'
+    assert json_text_bytes(docs[0]["m"]) == b'{"a":["AA==","NaN"],"b":"4611686018427387904"}'
+    assert json_text_bytes(["é", "b"]) == json_text(["é", "b"]).encode() == '["é","b"]'.encode()
 
 
 def test_creation_time_is_a_utc_microsecond_timestamp_with_the_exact_float_beside_it() -> None:

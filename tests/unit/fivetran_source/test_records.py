@@ -168,3 +168,36 @@ def test_single_records_mode_sends_record_messages() -> None:
 def test_readme_type_mapping_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert type_mapping_markdown() in readme, "regenerate the README table from connectors.typemap.markdown"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "_id", "x" * 200]), convex_values, max_size=4)))
+def test_one_encoder_for_many_documents_matches_the_type_map(docs: list[dict[str, Any]]) -> None:
+    """The per-name entry bytes are cached across documents: a name seen with one type then another (and a
+    name long enough for a two-byte length) still encodes each value as the type map says."""
+    encoded = RecordEncoder().upserts(USERS, docs)
+    assert len(encoded) == len(docs)
+    for serialized, doc in zip(encoded, docs, strict=True):
+        record = connector_sdk_pb2.Record.FromString(serialized)
+        want = {k: typemap_value(fv.member, fv.value) for k, fv in fivetran_row(doc).items()}
+        assert {k: wire_value(v) for k, v in record.data.items()} == want
+
+
+def test_values_the_wire_cannot_carry_are_refused_with_the_field_name() -> None:
+    import pytest
+
+    from connectors.typemap.fivetran import FivetranValueError
+
+    with pytest.raises(FivetranValueError, match="'n'.*out of range"):
+        RecordEncoder().upserts(USERS, [{"_id": DOC_ID, "n": values.INT64_MAX + 1}])
+    with pytest.raises(FivetranValueError, match="_creationTime"):
+        RecordEncoder().upserts(USERS, [{"_id": DOC_ID, "_creationTime": "yesterday"}])
+
+
+def test_long_values_get_multi_byte_lengths() -> None:
+    doc = {"_id": DOC_ID, "s": "é" * 10_000, "b": b"\x01" * 5000, "j": ["x" * 20_000], "empty": ""}
+    for _ in range(2):  # the second time from the cached heads
+        (serialized,) = RecordEncoder().upserts(USERS, [doc])
+        record = connector_sdk_pb2.Record.FromString(serialized)
+        want = {k: typemap_value(fv.member, fv.value) for k, fv in fivetran_row(doc).items()}
+        assert {k: wire_value(v) for k, v in record.data.items()} == want
