@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -216,7 +217,12 @@ class Transport:
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
+            if len(secret) >= _MIN_SUBSTRING_SECRET:
+                text = text.replace(secret, _REDACTED)
+            else:
+                # A key this short is no real deploy key (a typo, a placeholder), and masking every occurrence
+                # of its few letters would garble the message: mask it where it stands as a whole token.
+                text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])", _REDACTED, text)
         return text
 
 
@@ -231,6 +237,10 @@ def _provably_unsent(exc: requests.RequestException) -> bool:
     if isinstance(reason, urllib3.exceptions.MaxRetryError):
         reason = reason.reason
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+# Secrets at least this long are masked wherever they appear, even inside other text.
+_MIN_SUBSTRING_SECRET: Final = 8
 
 
 def _secret_variants(key: str) -> tuple[str, ...]:

@@ -1131,3 +1131,19 @@ def test_the_environment_is_read_once_and_no_proxy_is_respected(
     monkeypatch.delenv("NO_PROXY")
     assert client._open_pipeline("list_snapshot") is not None
     assert client._session.trust_env is False
+
+
+def test_a_short_mistyped_key_is_masked_as_a_token_without_garbling_the_message() -> None:
+    from connectors.client.transport import Transport
+
+    transport = Transport(ClientConfig("http://127.0.0.1:1", "x"), sleep=lambda _s: None, rand=lambda: 0.0)
+    try:
+        assert transport.redact("Max retries exceeded with key x") == "Max retries exceeded with key <redacted>"
+        long_key = "prod:name|" + "ab12" * 8
+        transport = Transport(
+            ClientConfig("http://127.0.0.1:1", long_key), sleep=lambda _s: None, rand=lambda: 0.0
+        )
+        assert long_key not in transport.redact(f"bad key:{long_key}!")
+        assert "ab12" * 8 not in transport.redact(f"echo{'ab12' * 8}echo")
+    finally:
+        transport.close()
