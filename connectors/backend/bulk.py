@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from connectors import ids, values
 from connectors.shapes import ShapeKey, add_shape_counts
+from connectors.values.index_keys import _T_STRING, _TERM
 
 __all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
 
@@ -173,19 +174,39 @@ class IndexKeys:
         self._cache: dict[tuple[type, Any], bytes] = {}
 
     def key(self, doc: dict[str, Any], paths: Sequence[tuple[str, ...]]) -> bytes:
+        """``values.encode_index_key`` of the values at ``paths`` in ``doc``."""
+        missing = values.MISSING
+        found: list[Any] = []
+        for path in paths:
+            # values.get_path, unrolled for the common paths of one or two names.
+            if len(path) == 1:
+                v = doc.get(path[0], missing)
+            elif len(path) == 2:
+                v = doc.get(path[0], missing)
+                v = v.get(path[1], missing) if type(v) is dict else missing
+            else:
+                v = values.get_path(doc, path)
+            found.append(v)
+        return self.encode(found)
+
+    def encode(self, key: Sequence[Any]) -> bytes:
+        """``values.encode_index_key(key)``, errors included."""
         cache = self._cache
         encode = values.encode_index_key
-        get_path = values.get_path
         parts: list[bytes] = []
-        for path in paths:
-            v = get_path(doc, path)
+        for v in key:
             t = type(v)
-            if t in _CACHED_KEY_TYPES and (t is not float or v):
+            if t is str:
+                try:  # _encode_key_value's string case; a lone surrogate takes the encoder for its error
+                    part = _T_STRING + v.encode("utf-8").replace(b"\x00", b"\x00\xff") + _TERM
+                except UnicodeEncodeError:
+                    return encode(list(key))
+            elif t in _CACHED_KEY_TYPES and (t is not float or v):
                 ck = (t, v)
                 part = cache.get(ck)
                 if part is None:
                     part = cache[ck] = encode([v])
             else:
-                part = encode([v])
+                return encode(list(key))  # containers, bytes, zeros: the general encoder (and its errors)
             parts.append(part)
         return b"".join(parts)
