@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from connectors import ids, values
+from connectors.errors import InvalidValueError
 from connectors.shapes import ShapeKey, add_shape_counts
 from connectors.values.index_keys import _T_STRING, _TERM
 
@@ -205,7 +206,10 @@ class IndexKeys:
                 ck = (t, v)
                 part = cache.get(ck)
                 if part is None:
-                    part = cache[ck] = encode([v])
+                    try:
+                        part = cache[ck] = encode([v])
+                    except InvalidValueError:
+                        return encode(list(key))  # the error, at the value's position in the key
             else:
                 return encode(list(key))  # containers, bytes, zeros: the general encoder (and its errors)
             parts.append(part)
