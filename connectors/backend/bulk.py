@@ -73,6 +73,24 @@ _PLAIN_TYPES: Final = frozenset({str, float, bool, int, bytes, type(None)})
 _SPECIAL_FLOATS: Final = values.FLAG_NONFINITE | values.FLAG_NEGZERO
 
 
+# Value types of an object -> the positions of its containers (None: a value of an unknown type). Bounded.
+_CONTAINERS: dict[tuple[type, ...], tuple[int, ...] | None] = {}
+_CONTAINERS_MAX: Final = 4096
+
+
+def _container_positions(types: tuple[type, ...]) -> tuple[int, ...] | None:
+    positions = _CONTAINERS.get(types, ())
+    if positions == ():
+        if not all(t is list or t is dict or t in _PLAIN_TYPES for t in types):
+            positions = None
+        else:
+            positions = tuple(i for i, t in enumerate(types) if t is list or t is dict)
+        if len(_CONTAINERS) >= _CONTAINERS_MAX:
+            _CONTAINERS.clear()
+        _CONTAINERS[types] = positions
+    return positions
+
+
 def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
     """What an object's shape contribution depends on: its keys and, per value, the plain type or the
     signature of the container (None when some value has another type). Plain types and the tagged tuples
@@ -80,20 +98,21 @@ def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
     types = tuple(map(type, obj.values()))
     if _PLAIN_TYPES.issuperset(types):
         return (dict, tuple(obj), types)
+    positions = _container_positions(types)
+    if positions is None:
+        return None
+    vals = list(obj.values())
     parts: list[Any] = []
-    for v, t in zip(obj.values(), types, strict=True):
-        if t is list:
+    for i in positions:
+        v = vals[i]
+        if types[i] is list:
             element_types = tuple(map(type, v))
             if _PLAIN_TYPES.issuperset(element_types):  # the common array: of plain scalars
                 parts.append((list, element_types))
                 continue
             part = _array_signature(v)
-        elif t is dict:
-            part = _object_signature(v)
-        elif t in _PLAIN_TYPES:
-            continue  # already in `types`
         else:
-            return None
+            part = _object_signature(v)
         if part is None:
             return None
         parts.append(part)
