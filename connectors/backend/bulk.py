@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from connectors import ids, values
+from connectors.errors import InvalidValueError
 from connectors.shapes import ShapeKey, add_shape_counts
+from connectors.values.index_keys import _T_STRING, _TERM
 
 __all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
 
@@ -71,6 +73,24 @@ _PLAIN_TYPES: Final = frozenset({str, float, bool, int, bytes, type(None)})
 _SPECIAL_FLOATS: Final = values.FLAG_NONFINITE | values.FLAG_NEGZERO
 
 
+# Value types of an object -> the positions of its containers (None: a value of an unknown type). Bounded.
+_CONTAINERS: dict[tuple[type, ...], tuple[int, ...] | None] = {}
+_CONTAINERS_MAX: Final = 4096
+
+
+def _container_positions(types: tuple[type, ...]) -> tuple[int, ...] | None:
+    positions = _CONTAINERS.get(types, ())
+    if positions == ():
+        if not all(t is list or t is dict or t in _PLAIN_TYPES for t in types):
+            positions = None
+        else:
+            positions = tuple(i for i, t in enumerate(types) if t is list or t is dict)
+        if len(_CONTAINERS) >= _CONTAINERS_MAX:
+            _CONTAINERS.clear()
+        _CONTAINERS[types] = positions
+    return positions
+
+
 def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
     """What an object's shape contribution depends on: its keys and, per value, the plain type or the
     signature of the container (None when some value has another type). Plain types and the tagged tuples
@@ -78,20 +98,21 @@ def _object_signature(obj: dict[str, Any]) -> tuple[Any, ...] | None:
     types = tuple(map(type, obj.values()))
     if _PLAIN_TYPES.issuperset(types):
         return (dict, tuple(obj), types)
+    positions = _container_positions(types)
+    if positions is None:
+        return None
+    vals = list(obj.values())
     parts: list[Any] = []
-    for v, t in zip(obj.values(), types, strict=True):
-        if t is list:
+    for i in positions:
+        v = vals[i]
+        if types[i] is list:
             element_types = tuple(map(type, v))
             if _PLAIN_TYPES.issuperset(element_types):  # the common array: of plain scalars
                 parts.append((list, element_types))
                 continue
             part = _array_signature(v)
-        elif t is dict:
-            part = _object_signature(v)
-        elif t in _PLAIN_TYPES:
-            continue  # already in `types`
         else:
-            return None
+            part = _object_signature(v)
         if part is None:
             return None
         parts.append(part)
@@ -173,19 +194,42 @@ class IndexKeys:
         self._cache: dict[tuple[type, Any], bytes] = {}
 
     def key(self, doc: dict[str, Any], paths: Sequence[tuple[str, ...]]) -> bytes:
+        """``values.encode_index_key`` of the values at ``paths`` in ``doc``."""
+        missing = values.MISSING
+        found: list[Any] = []
+        for path in paths:
+            # values.get_path, unrolled for the common paths of one or two names.
+            if len(path) == 1:
+                v = doc.get(path[0], missing)
+            elif len(path) == 2:
+                v = doc.get(path[0], missing)
+                v = v.get(path[1], missing) if type(v) is dict else missing
+            else:
+                v = values.get_path(doc, path)
+            found.append(v)
+        return self.encode(found)
+
+    def encode(self, key: Sequence[Any]) -> bytes:
+        """``values.encode_index_key(key)``, errors included."""
         cache = self._cache
         encode = values.encode_index_key
-        get_path = values.get_path
         parts: list[bytes] = []
-        for path in paths:
-            v = get_path(doc, path)
+        for v in key:
             t = type(v)
-            if t in _CACHED_KEY_TYPES and (t is not float or v):
+            if t is str:
+                try:  # _encode_key_value's string case; a lone surrogate takes the encoder for its error
+                    part = _T_STRING + v.encode("utf-8").replace(b"\x00", b"\x00\xff") + _TERM
+                except UnicodeEncodeError:
+                    return encode(list(key))
+            elif t in _CACHED_KEY_TYPES and (t is not float or v):
                 ck = (t, v)
                 part = cache.get(ck)
                 if part is None:
-                    part = cache[ck] = encode([v])
+                    try:
+                        part = cache[ck] = encode([v])
+                    except InvalidValueError:
+                        return encode(list(key))  # the error, at the value's position in the key
             else:
-                part = encode([v])
+                return encode(list(key))  # containers, bytes, zeros: the general encoder (and its errors)
             parts.append(part)
         return b"".join(parts)

@@ -15,14 +15,14 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from connectors.backend.persistence import WriteSession
-from connectors.backend.sql import SqlPersistence, SqlWriteSession
+from connectors.backend.sql import SqlPersistence, SqlWriteSession, as_bytes
 from connectors.backend.writer_lock import (
     DeploymentLockedError,
     DeploymentNotFoundError,
@@ -63,6 +63,39 @@ _HOLDER_META_KEY = "writer_holder"
 _DEAD_HOLDER_GRACE_S = 10.0
 _ANALYZE_MIN_ROWS = 5_000
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+# The lookup of many key ranges in one statement: arrays of the ranges, each joined to its bounded index seek.
+_INDEX_RANGES = (
+    "SELECT k.n, e.key, e.id FROM unnest(%s::int[], %s::bytea[], %s::bytea[]) AS k(n, lo, hi)"
+    " CROSS JOIN LATERAL (SELECT key, id FROM index_entries WHERE index_id = %s AND key >= k.lo"
+    " AND key < k.hi ORDER BY key, id LIMIT %s) AS e"
+)
+_INDEX_RANGES_CHUNK = 5000  # ranges per statement (three array parameters)
+
+
+class PgWriteSession(SqlWriteSession):
+    """:class:`SqlWriteSession` with PostgreSQL's one-statement range lookup (``unnest`` + ``LATERAL``)."""
+
+    def index_ranges(
+        self, index_id: int, ranges: Sequence[tuple[bytes, bytes | None]], limit: int
+    ) -> list[list[tuple[bytes, bytes]]]:
+        out: list[list[tuple[bytes, bytes]]] = [[] for _ in ranges]
+        bounded = sorted((lower, upper, n) for n, (lower, upper) in enumerate(ranges) if upper is not None)
+        for n, (lower, upper) in enumerate(ranges):
+            if upper is None:
+                out[n] = self.index_range(index_id, lower, None, limit)
+        for start in range(0, len(bounded), _INDEX_RANGES_CHUNK):
+            part = bounded[start : start + _INDEX_RANGES_CHUNK]
+            self._cur.execute(
+                _INDEX_RANGES,
+                ([n for _, _, n in part], [lo for lo, _, _ in part], [hi for _, hi, _ in part], index_id, limit),
+            )
+            for n, key, doc_id in self._cur.fetchall():
+                out[n].append((as_bytes(key), as_bytes(doc_id)))
+        for entries in out:
+            entries.sort()
+        return out
 
 
 class PostgresPersistence(SqlPersistence):
@@ -155,7 +188,7 @@ class PostgresPersistence(SqlPersistence):
             cur = writer.cursor()
             try:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK_KEY,))
-                session = SqlWriteSession(cur, self._sql)
+                session = PgWriteSession(cur, self._sql)
                 yield session
             except BaseException:
                 writer.rollback()
@@ -182,7 +215,7 @@ class PostgresPersistence(SqlPersistence):
     @contextlib.contextmanager
     def metadata_transaction(self) -> Iterator[WriteSession]:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield SqlWriteSession(cur, self._sql)
+            yield PgWriteSession(cur, self._sql)
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Any]:

@@ -65,8 +65,19 @@ ADD_SHAPE_COUNT = (
 
 
 _IN_CHUNK = 500  # ids per IN (...) list; well under SQLite's and PostgreSQL's parameter limits
-_RANGES_CHUNK = 200  # index seeks per UNION ALL statement
+_RANGES_CHUNK = 500  # index ranges per lookup statement (1,500 parameters)
 _ENTRIES_CHUNK = 200  # index entries per multi-row INSERT (600 parameters)
+
+
+def _index_ranges_sql(count: int) -> str:
+    """Entries of ``count`` key ranges ``(n, lower, upper)`` of one index, at most ``limit`` per range in
+    ``(key, id)`` order: ``n, key, id`` rows. Parameters: the ranges' triples, then index id and limit."""
+    values = ", ".join(["(?, ?, ?)"] * count)
+    return (
+        f"WITH k(n, lo, hi) AS (VALUES {values}) SELECT n, key, id FROM (SELECT k.n AS n, e.key AS key,"
+        " e.id AS id, row_number() OVER (PARTITION BY k.n ORDER BY e.key, e.id) AS r FROM k"
+        " JOIN index_entries AS e ON e.index_id = ? AND e.key >= k.lo AND e.key < k.hi) AS m WHERE r <= ?"
+    )
 
 
 class SqlWriteSession(WriteSession):
@@ -76,6 +87,7 @@ class SqlWriteSession(WriteSession):
         self._cur = cursor
         self._sql = convert  # placeholder conversion for the dialect
         self._add_entries_sql: dict[int, str] = {}  # multi-row ADD_INDEX_ENTRY by row count
+        self._ranges_sql: dict[int, str] = {}  # index_ranges statement by range count
         self.rows_written = 0  # revisions and index entries, for statistics upkeep
 
     def insert_revisions(self, rows: Sequence[tuple]) -> None:
@@ -90,7 +102,7 @@ class SqlWriteSession(WriteSession):
     def latest(self, tablet: int, doc_id: bytes) -> tuple[int, int, int, bytes | None] | None:
         self._cur.execute(self._sql(LATEST), (tablet, doc_id))
         row = self._cur.fetchone()
-        return None if row is None else (row[0], row[1], row[2], _as_bytes(row[3]))
+        return None if row is None else (row[0], row[1], row[2], as_bytes(row[3]))
 
     def current_many(
         self, tablet: int, doc_ids: Sequence[bytes]
@@ -107,12 +119,12 @@ class SqlWriteSession(WriteSession):
                 (tablet, *chunk),
             )
             for doc_id, deleted, flags, body in self._cur.fetchall():
-                out[_as_bytes(doc_id)] = (deleted, flags, _as_bytes(body))
+                out[as_bytes(doc_id)] = (deleted, flags, as_bytes(body))
         return out
 
     def latest_live_page(self, tablet: int, after_id: bytes, limit: int) -> list[SnapshotRow]:
         self._cur.execute(self._sql(LATEST_LIVE_PAGE), (tablet, after_id, limit))
-        return [(_as_bytes(r[0]), r[1], r[2], _as_bytes(r[3])) for r in self._cur.fetchall()]
+        return [(as_bytes(r[0]), r[1], r[2], as_bytes(r[3])) for r in self._cur.fetchall()]
 
     def add_index_entries(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
         # Multi-row INSERTs: a batch's entries cost about half of one executed statement each.
@@ -138,26 +150,32 @@ class SqlWriteSession(WriteSession):
             self._cur.execute(self._sql(INDEX_RANGE_OPEN), (index_id, lower, limit))
         else:
             self._cur.execute(self._sql(INDEX_RANGE), (index_id, lower, upper, limit))
-        return [(_as_bytes(k), _as_bytes(i)) for k, i in self._cur.fetchall()]
+        return [(as_bytes(k), as_bytes(i)) for k, i in self._cur.fetchall()]
 
     def index_ranges(
         self, index_id: int, ranges: Sequence[tuple[bytes, bytes | None]], limit: int
     ) -> list[list[tuple[bytes, bytes]]]:
-        # One UNION ALL of bounded index seeks per chunk (SQLite allows at most 500 compound terms).
+        # One statement per chunk: the bounded ranges as a VALUES list joined to the index (one seek per
+        # range), at most ``limit`` entries each by row_number(). Open ranges (an empty key) are rare: one
+        # seek each.
         out: list[list[tuple[bytes, bytes]]] = [[] for _ in ranges]
-        for start in range(0, len(ranges), _RANGES_CHUNK):
-            parts: list[str] = []
-            params: list[Any] = []
-            for n, (lower, upper) in enumerate(ranges[start : start + _RANGES_CHUNK], start=start):
-                bound = " AND key < ?" if upper is not None else ""
-                parts.append(
-                    f"SELECT {n} AS n, key, id FROM (SELECT key, id FROM index_entries WHERE index_id = ?"
-                    f" AND key >= ?{bound} ORDER BY key, id LIMIT ?) AS r{n}"
-                )
-                params += [index_id, lower, *([upper] if upper is not None else []), limit]
-            self._cur.execute(self._sql(" UNION ALL ".join(parts)), params)
+        bounded = [(lower, upper, n) for n, (lower, upper) in enumerate(ranges) if upper is not None]
+        bounded.sort()  # in key order: neighbouring seeks land on the same B-tree pages
+        for n, (lower, upper) in enumerate(ranges):
+            if upper is None:
+                out[n] = self.index_range(index_id, lower, None, limit)
+        for start in range(0, len(bounded), _RANGES_CHUNK):
+            part = bounded[start : start + _RANGES_CHUNK]
+            sql = self._ranges_sql.get(len(part))
+            if sql is None:
+                sql = self._sql(_index_ranges_sql(len(part)))
+                if len(self._ranges_sql) < 8:
+                    self._ranges_sql[len(part)] = sql
+            params: list[Any] = [x for lower, upper, n in part for x in (n, lower, upper)]
+            params += [index_id, limit]
+            self._cur.execute(sql, params)
             for n, key, doc_id in self._cur.fetchall():
-                out[n].append((_as_bytes(key), _as_bytes(doc_id)))
+                out[n].append((as_bytes(key), as_bytes(doc_id)))
         for entries in out:
             entries.sort()
         return out
@@ -177,7 +195,8 @@ class SqlWriteSession(WriteSession):
         return self._cur.fetchall()
 
 
-def _as_bytes(value: Any) -> Any:
+def as_bytes(value: Any) -> Any:
+    """A BLOB/bytea column value as bytes."""
     # psycopg returns bytea as bytes already; sqlite3 returns bytes for BLOB. memoryview only
     # appears with some adapters, so normalise defensively.
     return bytes(value) if isinstance(value, memoryview) else value
@@ -217,7 +236,7 @@ class SqlPersistence(Persistence):
         with self._reader() as cur:
             cur.execute(self._sql(REVISION_AT), (tablet, doc_id, snapshot_ts, snapshot_ts))
             row = cur.fetchone()
-            return None if row is None else (row[0], row[1], _as_bytes(row[2]))
+            return None if row is None else (row[0], row[1], as_bytes(row[2]))
 
     def prune(self, cutoff_ts: int, batch: int) -> int:
         """Two passes, each bounded by ``batch``: superseded revisions, then old tombstones (whose

@@ -23,6 +23,7 @@ import orjson
 
 from connectors import identifiers, ids, values
 from connectors.airbyte_records import convert_airbyte_record
+from connectors.backend import bulk
 from connectors.backend.engine import CREATION_TIME, Deployment, IndexInfo, TableInfo, Transaction
 from connectors.constants import (
     AIRBYTE_PRIMARY_KEY_INDEX,
@@ -302,10 +303,10 @@ def _apply_in_one_transaction(
     return fallback()
 
 
-def _lookup_key(table: str, key: Sequence[Any]) -> tuple[str, bytes]:
+def _lookup_key(table: str, key: Sequence[Any], keys: bulk.IndexKeys) -> tuple[str, bytes]:
     """A primary-key lookup as a dict key: the engine's order-preserving index key (equality as the index
-    sees it, so ``-0.0`` and ``0.0`` differ as they do in the index)."""
-    return table, values.encode_index_key(list(key))
+    sees it, so ``-0.0`` and ``0.0`` differ as they do in the index); ``keys`` caches repeated scalars."""
+    return table, keys.encode(key)
 
 
 def _prefetch(
@@ -555,7 +556,8 @@ def import_airbyte_records(
 
     def apply_all(tx: Transaction) -> None:
         keyed = [(w.table, w.key) for w in writes if w.key is not None]
-        lookups = [_lookup_key(table, key) for table, key in keyed]
+        index_keys = bulk.IndexKeys()
+        lookups = [_lookup_key(table, key, index_keys) for table, key in keyed]
         matches = _prefetch(tx, AIRBYTE_PRIMARY_KEY_INDEX, keyed, lookups)
         inserts = _Inserts(tx, "Record", matches)
         next_lookup = iter(lookups)
@@ -836,7 +838,8 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
 
     def apply_all(tx: Transaction) -> None:
         keyed = [(w.table, w.key) for w in writes]
-        lookups = [_lookup_key(table, key) for table, key in keyed]
+        index_keys = bulk.IndexKeys()
+        lookups = [_lookup_key(table, key, index_keys) for table, key in keyed]
         matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
         inserts = _Inserts(tx, "Operation", matches)
         for w, lookup in zip(writes, lookups, strict=True):

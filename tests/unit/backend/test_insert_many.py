@@ -140,6 +140,27 @@ def test_index_keys_match_encode_index_key() -> None:
         expected = values.encode_index_key([values.get_path(doc, p) for p in paths])
         assert keys.key(doc, paths) == expected
         assert keys.key(doc, paths) == expected  # cached encodings too
+    # Strings (encoded inline: NULs escaped, UTF-8), paths of three names, and a missing middle step.
+    deep = (("s",), ("x", "y", "z"), ("b", "c"))
+    for doc in [
+        {"s": "a\x00b", "x": {"y": {"z": "é😀"}}, "b": "not an object"},
+        {"s": "", "x": {"y": 1.5}, "b": {"c": "\x00"}},
+        {"x": {"y": {"z": None}}, "b": {}},
+    ]:
+        assert keys.key(doc, deep) == values.encode_index_key([values.get_path(doc, p) for p in deep])
+    with pytest.raises(InvalidValueError) as bad:
+        keys.key({"s": "\ud800"}, (("s",),))
+    with pytest.raises(InvalidValueError) as reference:
+        values.encode_index_key(["\ud800"])
+    assert bad.value.message == reference.value.message
+    # encode(): a key of values as the primary-key lookups build it, the general encoder's errors included.
+    for key in [(False, "x\x00"), (0.0, -0.0, 1.5, 1.5), ("a", [1.0], {"b": None}, b"\x00"), (), (True, None, 2**40)]:
+        assert keys.encode(key) == values.encode_index_key(list(key))
+    with pytest.raises(InvalidValueError) as bad:
+        keys.encode(("ok", 2**70))
+    with pytest.raises(InvalidValueError) as reference:
+        values.encode_index_key(["ok", 2**70])
+    assert (bad.value.message, bad.value.path) == (reference.value.message, reference.value.path)
 
 
 @pytest.mark.parametrize(
