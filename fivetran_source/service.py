@@ -210,7 +210,14 @@ class SourceConnector:
         producer.start()
         try:
             while True:
-                item = out.get()
+                try:
+                    item = out.get(timeout=0.1)
+                except queue.Empty:
+                    # A cancelled call's producer stops without queueing _DONE: never wait on it forever (a
+                    # blocked gRPC worker would also keep the process from exiting).
+                    if stop.is_set() or (not producer.is_alive() and out.empty()):
+                        return
+                    continue
                 if item is _DONE:
                     return
                 yield item

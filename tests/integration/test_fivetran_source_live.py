@@ -3,6 +3,7 @@ connector's gRPC server on loopback, and a real gRPC client playing Fivetran (fi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -637,3 +638,17 @@ def test_a_cancelled_update_stops_its_producer(connector: Connector, live: LiveS
     while any(t.name == "fivetran-update" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.name == "fivetran-update" for t in threading.enumerate())
+
+    # Nor may the gRPC worker that served the call stay parked in Update waiting for the producer (seen in CI:
+    # it kept the test process from exiting).
+    def serving_update() -> bool:
+        for frame in sys._current_frames().values():
+            while frame is not None:
+                if frame.f_code.co_name == "Update" and frame.f_code.co_filename.endswith("service.py"):
+                    return True
+                frame = frame.f_back
+        return False
+
+    while serving_update() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not serving_update()
