@@ -120,3 +120,39 @@ def fake_clock() -> FakeClock:
 
 
 ConfigFactory = Callable[..., DeploymentConfig]
+
+
+# --- a run must end: threads left behind by a test are reported, and never keep the process alive ---------
+
+_EXIT_STATUS: int | None = None
+_THREAD_GRACE_S = 10.0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _EXIT_STATUS
+    _EXIT_STATUS = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Interpreter exit joins every non-daemon thread (thread-pool workers included): one stuck in a test's
+    server would hang CI until its time limit. Give them a grace period, then print where they are stuck
+    and end the process with the session's own status, so the leak is visible and the run still ends."""
+    import faulthandler
+    import sys
+    import threading
+    import time
+
+    def stuck() -> list[threading.Thread]:
+        main = threading.main_thread()
+        return [t for t in threading.enumerate() if t is not main and t.is_alive() and not t.daemon]
+
+    deadline = time.monotonic() + _THREAD_GRACE_S
+    while stuck() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if stuck() and _EXIT_STATUS is not None:
+        names = ", ".join(t.name for t in stuck())
+        print(f"\nThreads still running after the tests ({names}); their stacks:", file=sys.stderr)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(_EXIT_STATUS)
