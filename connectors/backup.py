@@ -88,6 +88,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import math
 import os
@@ -441,12 +442,11 @@ class BackupZipWriter:
 
     def abort(self) -> None:
         """Stop without finishing (the archive is left incomplete; the caller removes it)."""
-        try:
+        # Best effort on a failed export: the original error is the one that propagates.
+        with contextlib.suppress(Exception):
             if self._entry is not None:
                 self._entry.close()
             self._zf.close()
-        except Exception:  # noqa: BLE001 - best effort on a failed export; the original error propagates
-            pass
 
 
 def _write_zip(

@@ -157,7 +157,7 @@ def run_pipeline(
 
 
 class _Cancelled(Exception):
-    pass
+    """The reader thread stops because the poster failed or the call was cancelled."""
 
 
 @dataclass(frozen=True)

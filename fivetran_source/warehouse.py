@@ -63,7 +63,7 @@ _SQLITE_TYPES: Final[dict[FivetranDataType, str]] = {
 
 
 class WarehouseError(ValueError):
-    pass
+    """The local warehouse cannot take what Fivetran would load (a bad path, an unusable column type)."""
 
 
 @dataclass(frozen=True)

@@ -105,27 +105,27 @@ class ApiDataError(ConvexApiError, BadRequestError, DataError):
 
 
 class ApiUnauthenticatedError(ConvexApiError, UnauthenticatedError):
-    pass
+    """A 401 answer: the deploy key did not validate (``except UnauthenticatedError`` catches it)."""
 
 
 class ApiForbiddenError(ConvexApiError, ForbiddenError):
-    pass
+    """A 403 answer: the key is valid but may not do this (``except ForbiddenError`` catches it)."""
 
 
 class ApiNotFoundError(ConvexApiError, NotFoundError):
-    pass
+    """A 404 answer (``except NotFoundError`` catches it, as it catches the server's own)."""
 
 
 class ApiMethodNotAllowedError(ConvexApiError, MethodNotAllowedError):
-    pass
+    """A 405 answer (``except MethodNotAllowedError`` catches it)."""
 
 
 class ApiConflictError(ConvexApiError, ConflictError):
-    pass
+    """A 409 answer (``except ConflictError`` catches it)."""
 
 
 class ApiPayloadTooLargeError(ConvexApiError, PayloadTooLargeError):
-    pass
+    """A 413 answer: the request body was over the server's limit (``except PayloadTooLargeError``)."""
 
 
 class ApiRetriableError(ConvexApiError, RetriableError):

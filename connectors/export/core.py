@@ -518,11 +518,10 @@ class _Exporter:
                 table.writer.abort()
         if self.zip is not None:
             self.zip.abort()
-            try:
+            # The export already failed; its error is the one reported.
+            with contextlib.suppress(Exception):
                 self._zip_stream.close()
                 self.out.delete(temp_path(self.out.root))
-            except Exception:  # noqa: BLE001 - the export already failed; its error is the one reported
-                pass
 
 
 def _manifest(result: ExportResult, options: ExportOptions) -> dict[str, Any]:

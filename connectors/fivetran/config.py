@@ -69,7 +69,7 @@ class _ParsedUrl:
 
 
 class _UrlSyntaxError(ValueError):
-    pass
+    """The text does not parse as an absolute URL (reported with the contract's `Invalid url` text)."""
 
 
 def parse_configuration(configuration: Mapping[str, str]) -> ConnectorConfig:

@@ -103,7 +103,7 @@ def wait_for_stop_signal(stop: threading.Event | None = None) -> str:
     try:
         # A timed wait keeps the main thread responsive to signals on every platform.
         while not stop.wait(0.5):
-            pass
+            continue
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -85,10 +85,8 @@ class SyncSelection:
 
     def _filter(self, ref: TableRef) -> ColumnFilter | None | object:
         filters: dict[TableRef, ColumnFilter | None | object] = self._filters  # type: ignore[attr-defined]
-        try:
+        if ref in filters:  # computed on the table's first page
             return filters[ref]
-        except KeyError:
-            pass
         if not self.wire.includes_table(ref.component, ref.table):
             found: ColumnFilter | None | object = _REJECTED
         else:
