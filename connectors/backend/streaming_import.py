@@ -1000,29 +1000,43 @@ def fivetran_truncate_table(
     if not hard and not with_deleted:
         # Soft-deleted documents stay in this index's range, so restarting the query would find them again.
         return _soft_delete_by_scan(dep, table, cutoff)
-    return _truncate_range(dep, table, (False,) if with_deleted else (), cutoff, hard)
+    if not with_deleted:
+        return _truncate_range(dep, table, [()], cutoff, hard)
+    if not hard:
+        return _truncate_range(dep, table, [(False,)], cutoff, hard)
+    # Deliberate change from upstream, which hard-deletes the `fivetran.deleted == false` range only and so
+    # leaves soft-deleted rows older than the cutoff behind: a hard truncate removes every row below the
+    # cutoff whatever its flag, walking one range per flag value a document can hold.
+    return _truncate_range(dep, table, [(flag,) for flag in _DELETED_FLAG_VALUES], cutoff, hard)
+
+
+# The `fivetran.deleted` values the destination writes (absent, null, false, true).
+_DELETED_FLAG_VALUES: Final = (values.MISSING, None, False, True)
 
 
 def _truncate_range(
-    dep: Deployment, table: str, equal: tuple[Any, ...], cutoff: float | None, hard: bool
+    dep: Deployment, table: str, prefixes: Sequence[tuple[Any, ...]], cutoff: float | None, hard: bool
 ) -> ImportResult:
-    """Delete / soft-delete the documents of the ``_fivetran_by_synced`` range, page by page. Every document
-    handled leaves the range (deleted, or no longer ``fivetran.deleted == false``), so each new page and each
-    new transaction simply restarts the query."""
+    """Delete / soft-delete the documents of the ``_fivetran_by_synced`` ranges (one per equality prefix, in
+    turn), page by page. Every document handled leaves its range (deleted, or no longer
+    ``fivetran.deleted == false``), so each new page and each new transaction simply restarts the query."""
     less_than: Any = values.MISSING if cutoff is None else cutoff
     # A page costs about two reads per document (index entry + document); keep several pages per transaction.
     page_size = max(1, min(TRUNCATE_PAGE, dep.config.max_read_rows_per_transaction // 4))
     page: list[tuple[str, dict[str, Any]]] = []
     page_tx: Transaction | None = None
+    remaining = list(prefixes)
 
     def step(tx: Transaction) -> bool:
         nonlocal page, page_tx
-        if page_tx is not tx or not page:
+        while page_tx is not tx or not page:
+            if not remaining:
+                return False
             page_tx = tx
-            page = tx.index_query(table, FIVETRAN_SYNCED_INDEX, equal, less_than=less_than, limit=page_size)
+            page = tx.index_query(table, FIVETRAN_SYNCED_INDEX, remaining[0], less_than=less_than, limit=page_size)
             page.reverse()  # pop from the end in index order
             if not page:
-                return False
+                remaining.pop(0)  # this range is done
         doc_id, doc = page[-1]
         if hard:
             tx.delete(doc_id)

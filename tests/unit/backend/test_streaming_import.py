@@ -1016,8 +1016,33 @@ def test_truncate_10000_rows(deployment: Deployment) -> None:
     ]
     si.apply_fivetran_operations(deployment, ops)
     assert si.fivetran_truncate_table(deployment, "t", None, "SoftDelete").records_committed == 10_000
-    assert si.fivetran_truncate_table(deployment, "t", _at(10), "HardDelete").records_committed == 0
-    assert deployment.document_count("t") == 10_000
+    # Deliberate change from upstream: a hard truncate reaches soft-deleted rows too.
+    assert si.fivetran_truncate_table(deployment, "t", _at(5), "HardDelete").records_committed == 5_000
+    assert deployment.document_count("t") == 5_000
+
+
+def test_hard_truncate_removes_rows_whatever_their_deleted_flag(small: Deployment) -> None:
+    """Deliberate change from upstream (streaming-import.md §10.3 ranges over `fivetran.deleted == false`
+    only): every document below the cutoff goes, soft-deleted or not, with the flag absent or null too;
+    a soft truncate still marks the live rows only."""
+    fivetran_table(small, "t", ["id"])
+    flags: list[Any] = [False, True, None, "absent"]
+    ops = []
+    for i in range(16):
+        meta: dict[str, Any] = {"synced": float(i * 1000)}
+        if flags[i % 4] != "absent":
+            meta["deleted"] = flags[i % 4]
+        ops.append(upsert("t", {"id": float(i), "fivetran": meta}))
+    si.apply_fivetran_operations(small, ops)
+    # Soft, below 8 s: only the live (`deleted == false`) rows 0 and 4 change.
+    assert si.fivetran_truncate_table(small, "t", _at(8), "SoftDelete").records_committed == 2
+    # Hard, below 8 s: rows 0-7 whatever their flag, over several transactions (the small limits).
+    result = si.fivetran_truncate_table(small, "t", _at(8), "HardDelete")
+    assert result.records_committed == 8 and result.transactions >= 2
+    assert sorted(d["id"] for d in docs(small, "t")) == [float(i) for i in range(8, 16)]
+    # Rows at or after the cutoff keep their flag as it was.
+    kept = {d["id"]: d["fivetran"].get("deleted", "absent") for d in docs(small, "t")}
+    assert kept == {float(i): flags[i % 4] for i in range(8, 16)}
 
 
 def test_truncate_sync_index_errors(deployment: Deployment) -> None:
