@@ -1033,7 +1033,9 @@ def _truncate_range(
             if not remaining:
                 return False
             page_tx = tx
-            page = tx.index_query(table, FIVETRAN_SYNCED_INDEX, remaining[0], less_than=less_than, limit=page_size)
+            page = tx.index_query(
+                table, FIVETRAN_SYNCED_INDEX, remaining[0], less_than=less_than, limit=page_size
+            )
             page.reverse()  # pop from the end in index order
             if not page:
                 remaining.pop(0)  # this range is done
