@@ -481,15 +481,13 @@ class Harness:
             op3 = details.copy.copy_table_to_history_mode
             op3.from_table, op3.to_table = p["from_table"], p["to_table"]
             op3.soft_deleted_column = str(p.get("deleted_column") or "")
-        elif kind in ("migrate_soft_delete_to_history", "migrate_history_to_soft_delete"):
+        elif kind in _SYNC_MODE_MIGRATIONS:
             m = details.table_sync_mode_migration
-            m.type = (
-                destination_sdk_pb2.SOFT_DELETE_TO_HISTORY
-                if kind == "migrate_soft_delete_to_history"
-                else destination_sdk_pb2.HISTORY_TO_SOFT_DELETE
-            )
+            m.type = _SYNC_MODE_MIGRATIONS[kind]
             if p.get("deleted_column"):
                 m.soft_deleted_column = str(p["deleted_column"])
+            if "keep_deleted_rows" in p:
+                m.keep_deleted_rows = bool(p["keep_deleted_rows"])
         else:
             raise HarnessError(f"unknown schema_migration operation {kind!r}")
         self._step(
@@ -498,6 +496,17 @@ class Harness:
                 destination_sdk_pb2.MigrateRequest(configuration=self.configuration, details=details)
             ),
         )
+
+
+# schema_migration names of the tester's sync-mode migrations (its README lists all six).
+_SYNC_MODE_MIGRATIONS: Final = {
+    "migrate_soft_delete_to_history": destination_sdk_pb2.SOFT_DELETE_TO_HISTORY,
+    "migrate_history_to_soft_delete": destination_sdk_pb2.HISTORY_TO_SOFT_DELETE,
+    "migrate_live_to_history": destination_sdk_pb2.LIVE_TO_HISTORY,
+    "migrate_history_to_live": destination_sdk_pb2.HISTORY_TO_LIVE,
+    "migrate_soft_delete_to_live": destination_sdk_pb2.SOFT_DELETE_TO_LIVE,
+    "migrate_live_to_soft_delete": destination_sdk_pb2.LIVE_TO_SOFT_DELETE,
+}
 
 
 def load_input(path: str) -> dict[str, Any]:
