@@ -18,10 +18,11 @@ from google.protobuf import timestamp_pb2
 from connectors.batching import BatchLimits
 from connectors.client import ClientConfig, ConvexClient
 from connectors.fivetran.server import ServerSettings, create_server
+from fivetran_destination.harness import replay
 from fivetran_destination.migrate import MAX_TIMESTAMP_MS, MigrationError, documents, migrate
 from fivetran_destination.service import register
 from protos import common_pb2, destination_sdk_pb2, destination_sdk_pb2_grpc
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, ServerFactory
 from tests.integration.faults import Fault, FaultProxy
 
 END = "9999-12-31T23:59:59.999Z"
@@ -597,3 +598,88 @@ def test_retried_write_history_batch_converges(dest: Dest) -> None:
         assert dest.write_history(twin, **{k: files[k] for k in parts}).success
         assert dest.write_history(twin, **files).success
         assert dest.docs(f"public_{name}") == once, name
+
+
+# --- the replay harness ------------------------------------------------------------------------------------------
+
+
+def test_replay_every_sync_mode_migration(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """Our tester-format input with every schema_migration name of the tester's README (sync modes,
+    history-mode columns) and a primary-key rename, replayed through the harness."""
+    live = server_factory.start()
+    row_ops = [
+        {
+            "upsert": {
+                "live": [{"id": i, "v": f"v{i}"} for i in (1, 2, 3)],
+                "soft": [{"id": i, "v": f"s{i}"} for i in (1, 2, 3)],
+                "hist": [
+                    {"id": 1, "v": "a", "op_time": "2025-01-01T00:00:00Z"},
+                    {"id": 1, "v": "b", "op_time": "2025-01-02T00:00:00Z"},
+                    {"id": 2, "v": "c", "op_time": "2025-01-01T00:00:00Z"},
+                ],
+            }
+        },
+        {"soft_delete": {"soft": [{"id": 2}]}},
+    ]
+    spec = {
+        "create_table": {
+            "live": {"columns": {"id": "INT", "v": "STRING"}, "primary_key": ["id"]},
+            "soft": {"columns": {"id": "INT", "v": "STRING"}, "primary_key": ["id"]},
+            "hist": {"columns": {"id": "INT", "v": "STRING"}, "primary_key": ["id"], "history_mode": True},
+        },
+        "ops": row_ops,
+        "schema_migration": [
+            {
+                "add_column_in_history_mode": [
+                    {
+                        "table": "hist",
+                        "column": "article",
+                        "data_type": "STRING",
+                        "default_value": "x",
+                        "operation_timestamp": "2025-01-10T00:00:00Z",
+                    }
+                ],
+                "drop_column_in_history_mode": [
+                    {"table": "hist", "column": "v", "operation_timestamp": "2025-01-11T00:00:00Z"}
+                ],
+                "migrate_history_to_live": [{"table": "hist", "keep_deleted_rows": False}],
+                "migrate_soft_delete_to_live": [{"table": "soft", "deleted_column": "_fivetran_deleted"}],
+                "migrate_live_to_history": [{"table": "live"}],
+            },
+            {
+                "migrate_history_to_soft_delete": [{"table": "live", "deleted_column": "_fivetran_deleted"}],
+                "migrate_live_to_soft_delete": [{"table": "hist", "deleted_column": "_fivetran_deleted"}],
+                "rename_column": [{"table": "soft", "from_column": "id", "to_column": "key"}],
+            },
+        ],
+        "describe_table": ["live", "soft", "hist"],
+    }
+    path = tmp_path / "sync_modes.json"
+    path.write_text(json.dumps(spec))
+    lines: list[str] = []
+    report = replay(str(path), {"url": live.url, "key": live.admin_key}, echo=lines.append)
+    assert report.ok, "\n".join(lines)
+    assert not any(line.endswith("unsupported") for line in lines), "\n".join(lines)
+    dest = Dest(None, live, tmp_path)
+    # hist: history -> live (the latest active version per id: the ones with v dropped to null) -> soft delete.
+    assert [
+        (d["id"], d.get("v"), d["article"], d["fivetran"]["deleted"]) for d in dest.docs("tester_hist")
+    ] == [
+        (1.0, None, "x", False),
+        (2.0, None, "x", False),
+    ]
+    # soft: the soft-deleted row is gone; the key column renamed.
+    assert [(d["key"], d["v"]) for d in dest.docs("tester_soft")] == [(1.0, "s1"), (3.0, "s3")]
+    # live: live -> history -> soft delete: every row, none deleted, no history fields.
+    live_docs = dest.docs("tester_live")
+    assert [(d["id"], d["fivetran"]["deleted"]) for d in live_docs] == [
+        (1.0, False),
+        (2.0, False),
+        (3.0, False),
+    ]
+    assert all("columns" not in d["fivetran"] for d in live_docs)
+    described = {name: {c.name for c in t.columns} for name, t in report.described.items() if t is not None}
+    assert described["soft"] == {"key", "v", "_fivetran_synced"}
+    assert described["hist"] == {"id", "v", "article", "_fivetran_synced", "_fivetran_deleted"}
+    assert described["live"] == {"id", "v", "_fivetran_synced", "_fivetran_deleted"}
+    assert not any(t.name.endswith(STAGING_SUFFIX) for t in live.deployment.tables())
