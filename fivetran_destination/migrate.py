@@ -201,6 +201,7 @@ class _Migration:
         new: TableDef,
         prepare: Callable[[Doc], Iterable[Op]],
         finish: Callable[[Doc], Doc | None],
+        prepared_state: str = "Every row is still in the table, under its old definition.",
     ) -> None:
         """The three steps of a primary-key change (module docstring). ``prepare`` runs under the old key
         and must leave every document with the new key's fields and unique under the new key."""
@@ -210,7 +211,7 @@ class _Migration:
             name,
             1,
             "preparing the rows under the old key",
-            "Every row is still in the table, under its old definition.",
+            prepared_state,
             lambda: self.rewrite(name, name, prepare),
         )
         self.step(
@@ -300,11 +301,18 @@ class _Migration:
             )
             if not keep:
                 return ((FIVETRAN_HARD_DELETE, _key_row(d, table)),)
-            if soft_path is not None:
-                set_path(d, soft_path, not active)
+            if soft_path is None:
+                return ()  # kept as is until step 3
+            set_path(d, soft_path, not active)
             return ((FIVETRAN_UPSERT, d),)
 
-        self.change_key(table, target, prepare, lambda d: d if _without(d, strip) else None)
+        self.change_key(
+            table,
+            target,
+            prepare,
+            lambda d: d if _without(d, strip) else None,
+            "The table is still in history mode; the older versions of some keys may already be deleted.",
+        )
 
     def soft_delete_to_live(self, table: TableDef, soft_column: str) -> None:
         """Delete the rows flagged in ``soft_column``; ``_fivetran_deleted`` itself is dropped. The primary
