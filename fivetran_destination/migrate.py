@@ -26,6 +26,7 @@ and the Task says which step stopped; re-sending the migration completes it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -278,11 +279,12 @@ class _Migration:
             self.update_each(name, lambda d: d if _without(d, strip) else None)
             return
         key_columns = table.key_columns
-        # The latest start per key: only keys and starts are kept while scanning.
-        latest: dict[tuple[Any, ...], float] = {}
+        # The latest start per key, keyed by a 128-bit digest of the key (never documents): memory grows
+        # with the number of keys only, ~150 bytes each.
+        latest: dict[bytes, float] = {}
         for d in documents(self.client, name):
-            key = key_of(d, key_columns)
-            latest[key] = max(_start_of(d), latest.get(key, -1.0))
+            digest = _key_digest(key_of(d, key_columns))
+            latest[digest] = max(_start_of(d), latest.get(digest, -1.0))
         columns = [
             replace(c, primary_key=False) if c.name == FIVETRAN_START_COLUMN else c for c in table.columns
         ]
@@ -296,7 +298,7 @@ class _Migration:
 
         def prepare(d: Doc) -> Iterable[Op]:
             active = get_path(d, _ACTIVE) is True
-            keep = _start_of(d) == latest.get(key_of(d, key_columns)) and (
+            keep = _start_of(d) == latest.get(_key_digest(key_of(d, key_columns))) and (
                 active or soft_path is not None or keep_deleted_rows
             )
             if not keep:
@@ -393,6 +395,11 @@ class _Migration:
             return ((FIVETRAN_UPSERT, successor), (FIVETRAN_UPSERT, d))
 
         self.rewrite(name, name, transform)
+
+
+def _key_digest(key: tuple[Any, ...]) -> bytes:
+    # key_of's tuples hold (type name, value) pairs of Convex-JSON values, so their repr is deterministic.
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
 
 
 def _deep_copy(doc: Any) -> Any:
