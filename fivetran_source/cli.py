@@ -24,14 +24,19 @@ from connectors.constants import FIVETRAN_LOG_ORIGIN_SOURCE, FIVETRAN_SOURCE_POR
     is_flag=True,
     help="Send one record per message (for hosts that do not accept `records` batches).",
 )
-def fivetran_source_command(port: int, single_records: bool) -> None:
+@click.option(
+    "--gzip-update",
+    is_flag=True,
+    help="Gzip the Update stream (only worth its CPU when Fivetran reaches the connector over a slow network).",
+)
+def fivetran_source_command(port: int, single_records: bool, gzip_update: bool) -> None:
     """Run the Convex Fivetran source connector (Partner SDK v2 gRPC server) until SIGTERM."""
     from connectors.fivetran.jsonlog import configure_logging
     from connectors.fivetran.server import ServerSettings, serve
     from fivetran_source.service import SourceConnector, SourceOptions, register
 
     configure_logging(FIVETRAN_LOG_ORIGIN_SOURCE)
-    connector = SourceConnector(SourceOptions(single_records=single_records))
+    connector = SourceConnector(SourceOptions(single_records=single_records, gzip_update=gzip_update))
     sys.exit(serve(ServerSettings(port=port), register(connector), "Convex Fivetran source"))
 
 
