@@ -176,9 +176,12 @@ class RecordEncoder:
             wires.append(f)
         if not kept:
             return [header] * len(docs)
-        # The columns, in C: one tuple of the kept values per document, then transposed.
-        if len(kept) == 1:
-            columns: list[Any] = [list(map(itemgetter(kept[0]), docs))]
+        # The columns, in C: the values of each document (all of them when none is dropped, the usual case),
+        # transposed.
+        if len(kept) == len(names):
+            columns: list[Any] = list(zip(*map(dict.values, docs), strict=True))
+        elif len(kept) == 1:
+            columns = [list(map(itemgetter(kept[0]), docs))]
         else:
             columns = list(zip(*map(itemgetter(*kept), docs), strict=True))
         entries = [_column_entries(f, column) for f, column in zip(wires, columns, strict=True)]
