@@ -57,6 +57,18 @@ def fivetran_source_command(port: int, single_records: bool, gzip_update: bool) 
     help="Where the last checkpoint is kept (default: <warehouse>.state.json); a re-run continues from it.",
 )
 @click.option("--single-records", is_flag=True, help="Run the connector with one record per message.")
+@click.option(
+    "--component",
+    "components",
+    multiple=True,
+    help="Sync only this component (its Fivetran schema name; `app` is the root). Repeatable.",
+)
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    help="Sync only this table: TABLE (in every synced component) or COMPONENT.TABLE. Repeatable.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 def fivetran_sync_command(
     url: str,
@@ -65,6 +77,8 @@ def fivetran_sync_command(
     state_path: Path | None,
     single_records: bool,
     progress: bool | None,
+    components: tuple[str, ...],
+    tables: tuple[str, ...],
 ) -> None:
     """Sync a deployment into a local warehouse through the Fivetran connector, as Fivetran would load it.
 
@@ -87,6 +101,8 @@ def fivetran_sync_command(
             state_path=state_path,
             single_records=single_records,
             progress=sys.stderr.isatty() if progress is None else progress,
+            tables=tables,
+            components=components,
         ).run()
     except RunnerError as exc:
         raise click.ClickException(str(exc)) from None

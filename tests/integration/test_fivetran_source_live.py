@@ -676,6 +676,30 @@ def test_runner_warehouse_equals_the_deployment(live: LiveServer, tmp_path: Any,
             assert bytes(row["blob"]) == doc["blob"]
 
 
+def test_runner_syncs_only_the_chosen_tables_and_components(live: LiveServer, tmp_path: Any) -> None:
+    from fivetran_source.runner import RunnerError
+
+    dep = live.deployment
+    seed(dep, 5, 4)
+    write(dep, "users", [{"name": "in a component"}], component="waitlist")
+
+    def synced(name: str, **choice: tuple[str, ...]) -> dict[str, int]:
+        summary = SyncRunner(url=live.url, key=live.export_key, warehouse=tmp_path / name, **choice).run()
+        return summary.rows
+
+    assert synced("all.sqlite") == {"app.users": 5, "waitlist.entries": 4, "waitlist.users": 1}
+    assert synced("users.sqlite", tables=("users",)) == {"app.users": 5, "waitlist.users": 1}
+    assert synced("app_users.sqlite", tables=("app.users",)) == {"app.users": 5}
+    assert synced("waitlist.sqlite", components=("waitlist",)) == {"waitlist.entries": 4, "waitlist.users": 1}
+    assert synced("both.sqlite", components=("waitlist",), tables=("users",)) == {"waitlist.users": 1}
+    with pytest.raises(RunnerError, match="No table 'nope' in the chosen components"):
+        synced("bad.sqlite", tables=("nope",))
+    with pytest.raises(RunnerError, match="No table 'entries' in component 'app'"):
+        synced("bad.sqlite", tables=("app.entries",))
+    with pytest.raises(RunnerError, match="No component 'elsewhere'.*'app', 'waitlist'"):
+        synced("bad.sqlite", components=("elsewhere",))
+
+
 # --- state compatibility with Convex's connector ---------------------------------------------------------------
 
 
