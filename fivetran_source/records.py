@@ -340,8 +340,8 @@ class _FieldWire:
 
 
 class _Heads(dict[int, bytes]):
-    """The entry heads of one member by payload length; a missing one is built by ``_FieldWire.head`` (which
-    caches string heads below 4 KiB here; other members' are cached here the same way)."""
+    """The entry heads of one member by payload length, looked up in C; a missing one is built by
+    ``_FieldWire.head`` and kept when its payload is below 4 KiB (``head`` itself stores the string ones)."""
 
     __slots__ = ("_wire", "_member")
 
