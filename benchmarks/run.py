@@ -50,6 +50,7 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("fivetran-source", "ftsrc_raw_pages", "benchmarks.bench_fivetran_source", None),
     ("fivetran-source", "ftsrc_single_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
     ("fivetran-source", "ftsrc_records", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
+    ("fivetran-source", "ftsrc_records_gzip", "benchmarks.bench_fivetran_source", "ftsrc_raw_pages"),
     # Airbyte source: ours against the published connector on the same server (and the client alone).
     ("airbyte", "airbyte_source_client", "benchmarks.bench_airbyte_source", None),
     ("airbyte", "airbyte_published_full_refresh", "benchmarks.bench_airbyte_source", None),

@@ -24,14 +24,19 @@ from connectors.constants import FIVETRAN_LOG_ORIGIN_SOURCE, FIVETRAN_SOURCE_POR
     is_flag=True,
     help="Send one record per message (for hosts that do not accept `records` batches).",
 )
-def fivetran_source_command(port: int, single_records: bool) -> None:
+@click.option(
+    "--gzip-update",
+    is_flag=True,
+    help="Gzip the Update stream (only worth its CPU when Fivetran reaches the connector over a slow network).",
+)
+def fivetran_source_command(port: int, single_records: bool, gzip_update: bool) -> None:
     """Run the Convex Fivetran source connector (Partner SDK v2 gRPC server) until SIGTERM."""
     from connectors.fivetran.jsonlog import configure_logging
     from connectors.fivetran.server import ServerSettings, serve
     from fivetran_source.service import SourceConnector, SourceOptions, register
 
     configure_logging(FIVETRAN_LOG_ORIGIN_SOURCE)
-    connector = SourceConnector(SourceOptions(single_records=single_records))
+    connector = SourceConnector(SourceOptions(single_records=single_records, gzip_update=gzip_update))
     sys.exit(serve(ServerSettings(port=port), register(connector), "Convex Fivetran source"))
 
 
@@ -52,6 +57,18 @@ def fivetran_source_command(port: int, single_records: bool) -> None:
     help="Where the last checkpoint is kept (default: <warehouse>.state.json); a re-run continues from it.",
 )
 @click.option("--single-records", is_flag=True, help="Run the connector with one record per message.")
+@click.option(
+    "--component",
+    "components",
+    multiple=True,
+    help="Sync only this component (its Fivetran schema name; `app` is the root). Repeatable.",
+)
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    help="Sync only this table: TABLE (in every synced component) or COMPONENT.TABLE. Repeatable.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 def fivetran_sync_command(
     url: str,
@@ -60,6 +77,8 @@ def fivetran_sync_command(
     state_path: Path | None,
     single_records: bool,
     progress: bool | None,
+    components: tuple[str, ...],
+    tables: tuple[str, ...],
 ) -> None:
     """Sync a deployment into a local warehouse through the Fivetran connector, as Fivetran would load it.
 
@@ -82,6 +101,8 @@ def fivetran_sync_command(
             state_path=state_path,
             single_records=single_records,
             progress=sys.stderr.isatty() if progress is None else progress,
+            tables=tables,
+            components=components,
         ).run()
     except RunnerError as exc:
         raise click.ClickException(str(exc)) from None

@@ -140,6 +140,8 @@ class SyncRunner:
         state_path: Path | None = None,
         single_records: bool = False,
         progress: bool = False,
+        tables: tuple[str, ...] = (),
+        components: tuple[str, ...] = (),
     ) -> None:
         register_secret(key)
         self.configuration = {URL_KEY: url, KEY_KEY: key}
@@ -147,6 +149,8 @@ class SyncRunner:
         self.state_path = state_path or warehouse.with_name(warehouse.name + ".state.json")
         self.single_records = single_records
         self.progress = progress
+        self.tables = tables
+        self.components = components
 
     def run(self) -> SyncSummary:
         try:
@@ -187,6 +191,9 @@ class SyncRunner:
         summary = SyncSummary(warehouse=str(self.warehouse_path), state_path=str(self.state_path))
         progress = _Progress(self.progress)
         request = connector_sdk_pb2.UpdateRequest(configuration=self.configuration)
+        chosen = update_selection(schema.with_schema, self.tables, self.components)
+        if chosen is not None:
+            request.selection.CopyFrom(chosen)
         state_json = read_state(self.state_path)
         if state_json is not None:
             request.state_json = state_json
@@ -234,6 +241,58 @@ class SyncRunner:
             summary.truncates += 1
         else:
             raise RunnerError(f"unexpected record type {record.type} (this connector sends no UPDATE)")
+
+
+def update_selection(
+    schemas: common_pb2.SchemaList, tables: tuple[str, ...], components: tuple[str, ...]
+) -> connector_sdk_pb2.Selection | None:
+    """The ``UpdateRequest.selection`` Fivetran would send for a connection set to sync only ``components``
+    (Fivetran schema names: ``app`` is the root component) and, in them, only ``tables`` (``TABLE``, in every
+    chosen component, or ``SCHEMA.TABLE``). None when neither is given: everything, as without a selection.
+
+    Like Fivetran's, a selection is only what the next Update sends: a table added to it later is synced
+    from then on, not backfilled (a re-sync from an empty state is)."""
+    if not tables and not components:
+        return None
+    by_schema = {s.name: [t.name for t in s.tables] for s in schemas.schemas}
+    unknown = [c for c in components if c not in by_schema]
+    if unknown:
+        raise RunnerError(
+            f"No component {', '.join(map(repr, unknown))} in the deployment; its components are "
+            f"{', '.join(map(repr, sorted(by_schema)))} (`app` is the root component)"
+        )
+    chosen_schemas = set(components) if components else set(by_schema)
+    wanted: dict[str, set[str]] = {name: set() for name in chosen_schemas}
+    for entry in tables:
+        schema_name, dot, table = entry.rpartition(".")
+        places = [schema_name] if dot else sorted(chosen_schemas)
+        found = [p for p in places if p in chosen_schemas and table in by_schema.get(p, ())]
+        if not found:
+            where = f"component {schema_name!r}" if dot else "the chosen components"
+            raise RunnerError(f"No table {table!r} in {where} (tables are given as TABLE or COMPONENT.TABLE)")
+        for place in found:
+            wanted[place].add(table)
+    return connector_sdk_pb2.Selection(
+        with_schema=connector_sdk_pb2.TablesWithSchema(
+            include_new_schemas=False,  # a selection names what to sync: nothing that appears later
+            schemas=[
+                connector_sdk_pb2.SchemaSelection(
+                    schema_name=name,
+                    included=name in chosen_schemas and (not tables or bool(wanted.get(name))),
+                    include_new_tables=not tables,
+                    tables=[
+                        connector_sdk_pb2.TableSelection(
+                            table_name=table,
+                            included=not tables or table in wanted.get(name, set()),
+                            include_new_columns=True,
+                        )
+                        for table in table_names
+                    ],
+                )
+                for name, table_names in by_schema.items()
+            ],
+        )
+    )
 
 
 def records_of(responses: Iterator[connector_sdk_pb2.UpdateResponse]) -> Iterator[Any]:

@@ -323,6 +323,95 @@ def test_single_records_mode_sends_the_same_records_one_per_message(live: LiveSe
     assert len(a.checkpoints) == len(b.checkpoints)
 
 
+class CountingRelay:
+    """A TCP relay on loopback that counts the bytes the server sends: what goes over the wire, after gRPC's
+    compression (a gRPC client only ever sees messages decompressed)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+        import threading
+
+        self.downstream_bytes = 0
+        self._upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        accept = threading.Thread(target=self._accept, name="counting-relay", daemon=True)
+        accept.start()
+        self._threads.append(accept)
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._upstream_port))
+            self._sockets += [client, server]
+            for src, dst, counted in ((client, server, False), (server, client, True)):
+                t = threading.Thread(
+                    target=self._pump, args=(src, dst, counted), name="relay-pump", daemon=True
+                )
+                t.start()
+                self._threads.append(t)
+
+    def _pump(self, src: Any, dst: Any, counted: bool) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if counted:
+                    with self._lock:
+                        self.downstream_bytes += len(data)
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(1)  # SHUT_WR: pass the end of the stream on
+
+    def close(self) -> None:
+        import contextlib
+        import socket
+
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+@pytest.mark.parametrize("gzip_update", [False, True])
+def test_the_update_stream_is_gzipped_only_when_asked(live: LiveServer, gzip_update: bool) -> None:
+    write(live.deployment, "notes", [{"text": "the same words again " * 20, "n": i / 2} for i in range(200)])
+    service = SourceConnector(SourceOptions(gzip_update=gzip_update))
+    bound = create_server(ServerSettings(port=0, max_workers=4), register(service), ("127.0.0.1",))
+    bound.server.start()
+    relay = CountingRelay(bound.port)
+    try:
+        # The request is gzipped either way (Fivetran's v1 tester did that): it is always accepted.
+        with grpc.insecure_channel(f"127.0.0.1:{relay.port}", compression=grpc.Compression.Gzip) as channel:
+            stub = connector_sdk_pb2_grpc.SourceConnectorStub(channel)
+            request = connector_sdk_pb2.UpdateRequest(configuration={"url": live.url, "key": live.export_key})
+            responses = list(stub.Update(request))
+    finally:
+        bound.server.stop(None).wait()
+        relay.close()
+    update = Update(responses)
+    assert update.task is None and len(update.records) == 201  # TRUNCATE and 200 rows
+    payload = sum(r.ByteSize() for r in responses)
+    if gzip_update:
+        assert relay.downstream_bytes < payload // 4
+    else:
+        assert relay.downstream_bytes > payload
+
+
 # --- resume, faults, deltas ----------------------------------------------------------------------------------
 
 
@@ -586,6 +675,30 @@ def test_runner_warehouse_equals_the_deployment(live: LiveServer, tmp_path: Any,
             assert orjson.loads(row["tags"]) == [str(t) if isinstance(t, int) else t for t in doc["tags"]]
         if "blob" in doc:
             assert bytes(row["blob"]) == doc["blob"]
+
+
+def test_runner_syncs_only_the_chosen_tables_and_components(live: LiveServer, tmp_path: Any) -> None:
+    from fivetran_source.runner import RunnerError
+
+    dep = live.deployment
+    seed(dep, 5, 4)
+    write(dep, "users", [{"name": "in a component"}], component="waitlist")
+
+    def synced(name: str, **choice: tuple[str, ...]) -> dict[str, int]:
+        summary = SyncRunner(url=live.url, key=live.export_key, warehouse=tmp_path / name, **choice).run()
+        return summary.rows
+
+    assert synced("all.sqlite") == {"app.users": 5, "waitlist.entries": 4, "waitlist.users": 1}
+    assert synced("users.sqlite", tables=("users",)) == {"app.users": 5, "waitlist.users": 1}
+    assert synced("app_users.sqlite", tables=("app.users",)) == {"app.users": 5}
+    assert synced("waitlist.sqlite", components=("waitlist",)) == {"waitlist.entries": 4, "waitlist.users": 1}
+    assert synced("both.sqlite", components=("waitlist",), tables=("users",)) == {"waitlist.users": 1}
+    with pytest.raises(RunnerError, match="No table 'nope' in the chosen components"):
+        synced("bad.sqlite", tables=("nope",))
+    with pytest.raises(RunnerError, match="No table 'entries' in component 'app'"):
+        synced("bad.sqlite", tables=("app.entries",))
+    with pytest.raises(RunnerError, match="No component 'elsewhere'.*'app', 'waitlist'"):
+        synced("bad.sqlite", components=("elsewhere",))
 
 
 # --- state compatibility with Convex's connector ---------------------------------------------------------------
