@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -275,7 +276,7 @@ def decode_document(body: bytes, flags: int) -> dict[str, Value]:
     return doc
 
 
-def decode_documents(bodies: list[bytes], flags: list[int]) -> list[dict[str, Value]]:
+def decode_documents(bodies: Sequence[bytes], flags: Sequence[int]) -> list[dict[str, Value]]:
     """:func:`decode_document` of many stored documents at once: one JSON parse for all of them, and the
     special values restored only in the documents whose flags say they hold some."""
     if not bodies:
