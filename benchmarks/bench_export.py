@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 from benchmarks.bench_http import Server, _client
 from benchmarks.bench_sync import _ensure_data
 from benchmarks.common import Result, emit, peak_rss_mb
-from connectors.backend.engine import Deployment, DeploymentConfig
+from connectors.backend.engine import Deployment
 from connectors.export import ExportFormat, ExportOptions, run_export
+from connectors.export.cli import local_export_config
+from connectors.export.core import ReadOnlyLocalReader
 from connectors.selection import Selection
-from connectors.sync import HttpReader, LocalReader
+from connectors.sync import HttpReader
 
 # The standard data set's columns and their Arrow types (benchmarks/common.py).
 _RAW_SCHEMA = pa.schema(
@@ -41,7 +43,7 @@ _RAW_SCHEMA = pa.schema(
         ("title", pa.string()),
     ]
 )
-_ROW_GROUP = 128 * 1024
+_ROW_GROUP = 64 * 1024  # the export's default (ExportOptions.row_group_rows), like for like
 
 
 def _out(work: Path, name: str) -> Path:
@@ -130,11 +132,12 @@ def export_parquet_local(work: Path, docs: int) -> Result:
     _ensure_data(work, docs)
     out = _out(work, "local")
     try:
-        with Deployment.open(
-            data_dir=work / "engine", config=DeploymentConfig(background=False), read_only=True
-        ) as dep:
+        # Opened as the command opens it (its configuration, read-only, ReadOnlyLocalReader).
+        with Deployment.open(data_dir=work / "engine", config=local_export_config(), read_only=True) as dep:
             start = time.perf_counter()
-            result = run_export(LocalReader(dep), ExportOptions(out=str(out), format=ExportFormat.PARQUET))
+            result = run_export(
+                ReadOnlyLocalReader(dep), ExportOptions(out=str(out), format=ExportFormat.PARQUET)
+            )
             elapsed = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -89,6 +89,7 @@ class DeploymentConfig:
     prune_batch: int = 5000
     background: bool = True  # run index backfill and pruning on background threads
     durable: bool = False  # SQLite synchronous=FULL (survives power loss, slower)
+    sqlite_cache_mib: int = 32  # SQLite page cache per connection (a one-pass scan needs only a few MiB)
     clock_ns: Callable[[], int] = field(default=time.time_ns, compare=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +101,7 @@ class DeploymentConfig:
             "max_writes_per_transaction",
             "backfill_batch",
             "prune_batch",
+            "sqlite_cache_mib",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -319,7 +321,11 @@ class Deployment:
             from connectors.backend.sqlite import SqlitePersistence
 
             persistence = SqlitePersistence(
-                data_dir or "data", durable=config.durable, read_only=read_only, create=create
+                data_dir or "data",
+                durable=config.durable,
+                cache_mib=config.sqlite_cache_mib,
+                read_only=read_only,
+                create=create,
             )
         try:
             return cls(persistence, config)

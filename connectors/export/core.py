@@ -113,7 +113,7 @@ class ExportOptions:
     compression: str | None = None  # None: the format's default
     since: int | None = None  # export the changes after this document_deltas cursor
     part_bytes: int = 256 << 20
-    row_group_rows: int = 128 * 1024
+    row_group_rows: int = 64 * 1024  # Parquet row groups (at most 32 MiB of Arrow data each, too)
 
     def __post_init__(self) -> None:
         if self.compression is None:

@@ -40,6 +40,7 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+_LIST_ONLY: Final = {list}
 _MISSING_T: Final = type(MISSING)
 _NONE_T: Final = type(None)
 _SCALAR_PY: Final = {"null": _NONE_T, "int64": int, "boolean": bool, "string": str, "bytes": bytes}
@@ -81,9 +82,11 @@ def column_check(t: ConvexType, optional: bool) -> ColumnCheck:
         items = column_check(inner.items, False)
 
         def check_array(col: list[Any]) -> bool:
-            if not set(map(type, col)) <= frozen:
+            types = set(map(type, col))
+            if not types <= frozen:
                 return False
-            return items(list(chain.from_iterable(v for v in col if type(v) is list)))
+            arrays = col if types == _LIST_ONLY else [v for v in col if type(v) is list]
+            return items(list(chain.from_iterable(arrays)))
 
         return check_array
     if isinstance(inner, ObjectType):

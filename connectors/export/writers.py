@@ -46,8 +46,11 @@ _IDENTITY: Final = getattr(arrow_map, "_identity")  # noqa: B009 - the type map'
 class PartSettings:
     compression: str
     part_bytes: int = 256 << 20
-    row_group_rows: int = 128 * 1024
-    row_group_bytes: int = 64 << 20  # Parquet: rows are buffered up to this, then written as a row group
+    # Parquet: rows are buffered up to either bound, then written as a row group while the next one is
+    # built. Memory holds about three row groups (the one being built, the one being encoded and its encoded
+    # pages), so these bound the export's memory whatever the table's size or its documents' width.
+    row_group_rows: int = 64 * 1024
+    row_group_bytes: int = 32 << 20
 
 
 Docs = list[dict[str, Any]]

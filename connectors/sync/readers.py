@@ -177,21 +177,15 @@ def _stored_values(
     if table is None or not rows:
         return []
     with gc_paused():
+        _ids, timestamps, flags, bodies = zip(*rows, strict=True)  # the page's columns, in one C-level pass
         try:
-            docs = values.decode_documents([r[3] for r in rows], [r[2] for r in rows])
+            docs = values.decode_documents(bodies, flags)
         except (ConvexError, ValueError, TypeError) as exc:
             raise InternalError(f"stored value of table {table.name!r} does not decode: {exc}") from exc
         if columns is not None:
             docs = [columns.apply(d) for d in docs]
         return list(
-            map(
-                ExportedValue,
-                repeat(table.component),
-                repeat(table.name),
-                [r[1] for r in rows],
-                repeat(False),
-                docs,
-            )
+            map(ExportedValue, repeat(table.component), repeat(table.name), timestamps, repeat(False), docs)
         )
 
 

@@ -4,6 +4,8 @@ with sorted keys, plus ``FLAG_*`` bits saying which special values it contains."
 from __future__ import annotations
 
 import binascii
+import re
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -274,17 +276,43 @@ def decode_document(body: bytes, flags: int) -> dict[str, Value]:
     return doc
 
 
-def decode_documents(bodies: list[bytes], flags: list[int]) -> list[dict[str, Value]]:
+def decode_documents(bodies: Sequence[bytes], flags: Sequence[int]) -> list[dict[str, Value]]:
     """:func:`decode_document` of many stored documents at once: one JSON parse for all of them, and the
     special values restored only in the documents whose flags say they hold some."""
     if not bodies:
         return []
-    docs: list[dict[str, Any]] = _loads(b"[" + b",".join(bodies) + b"]")
-    restore = _restore_top
-    for doc, f in zip(docs, flags, strict=True):
-        if f:
-            restore(doc)
+    text = b"[" + b",".join(bodies) + b"]"
+    present = 0
+    for f in set(flags):  # a handful of distinct flag values per page
+        present |= f
+    special = _NOT_INT
+    if present & FLAG_INT:
+        # Int64s (the special value most documents hold) become decimal text before the parse: one C-level
+        # scan of the page instead of a Python walk of every document that holds one.
+        text = _STORED_INT.sub(_int_text, text)
+        if b'"$integer"' in text:  # one not spelled as encode_document spells it: restore them the slow way
+            special |= FLAG_INT
+    docs: list[dict[str, Any]] = _loads(text)
+    if present & special:
+        restore = _restore_top
+        for doc, f in zip(docs, flags, strict=True):
+            if f & special:
+                restore(doc)
+    elif len(docs) != len(flags):
+        raise ValueError("the stored bodies and their flags differ in number")
     return docs
+
+
+# A stored Int64 as encode_document writes it (8 bytes, standard base64, compact JSON). Inside a JSON string a
+# quote is escaped (`\"`), so an unescaped `{"` is either an object's start or a `{` ending a string, whose
+# closing quote is never followed by `$`: every match is a whole special object (field names never start
+# with `$`).
+_STORED_INT: Final = re.compile(rb'\{"\$integer":"([A-Za-z0-9+/]{11}=)"\}')
+_NOT_INT: Final = FLAG_NONFINITE | FLAG_NEGZERO | FLAG_BYTES
+
+
+def _int_text(match: re.Match[bytes]) -> bytes:
+    return b"%d" % _UNPACK_I64(binascii.a2b_base64(match[1]))[0]
 
 
 _PLAIN: Final = frozenset((str, float, bool, int, type(None)))

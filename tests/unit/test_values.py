@@ -713,3 +713,26 @@ def test_decode_documents_is_decode_document_of_each(docs: list[dict[str, Any]])
     for got, enc, doc in zip(decoded, encoded, docs, strict=True):
         assert same(got, decode_document(enc.body, enc.flags))
         assert same(got, doc)
+
+
+def test_decode_documents_rewrites_only_real_stored_integers() -> None:
+    # Strings spelling a stored Int64 (escaped in the stored JSON) stay strings; Int64s anywhere (top level,
+    # in arrays and objects, next to other special values) come back as ints.
+    marker = '{"$integer":"AQAAAAAAAAA="}'
+    docs: list[dict[str, Any]] = [
+        {"a": marker, "b": [marker, "x{"], "c": {"d": marker}},
+        {"a": 1, "b": [2, [-(2**63)], {"c": 2**63 - 1}], "s": marker + "{"},
+        {"a": 1, "f": math.inf, "z": -0.0, "y": b"\x00\xff", "n": [float("nan"), 3]},
+        {"plain": 1.5, "t": "{"},
+    ]
+    encoded = [encode_document(d) for d in docs]
+    decoded = decode_documents([e.body for e in encoded], [e.flags for e in encoded])
+    for got, doc in zip(decoded, docs, strict=True):
+        assert same(got, doc)
+    assert type(decoded[1]["a"]) is int and decoded[0]["a"] == marker
+
+
+def test_decode_documents_restores_an_integer_spelled_otherwise() -> None:
+    # A body whose Int64 is not in encode_document's exact spelling still decodes (the slow way).
+    body = b'{"a": {"$integer": "AQAAAAAAAAA="}, "b": {"$integer":"AgAAAAAAAAA="}}'
+    assert decode_documents([body], [1]) == [{"a": 1, "b": 2}]
