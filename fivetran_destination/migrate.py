@@ -452,25 +452,15 @@ def migrate(client: ConvexClient, details: destination_sdk_pb2.MigrationDetails,
         return True
     if op == "add" and entity == "add_column_in_history_mode":
         ac = details.add.add_column_in_history_mode
-        table = _history_table(m.load(name))
-        column = table.column(ac.column) or ColumnDef(ac.column, FivetranDataType(int(ac.column_type)))
-        value = _value(ac.default_value, column)
         op_ts = _timestamp_ms(ac.operation_timestamp, "operation_timestamp")
-        if table.column(ac.column) is None:
-            table = replace(table, columns=(*table.columns, column))
-            table.check()
-            m.create(table)
+        table, column, value = _with_column(
+            m, _history_table(m.load(name)), ac.column, ac.column_type, ac.default_value
+        )
         m.new_versions(table, op_ts, placement(column.name).path, value, only_if_set=False)
         return True
     if op == "add" and entity == "add_column_with_default_value":
         add = details.add.add_column_with_default_value
-        table = m.load(name)
-        column = table.column(add.column) or ColumnDef(add.column, FivetranDataType(int(add.column_type)))
-        value = _value(add.default_value, column)
-        if table.column(add.column) is None:
-            table = replace(table, columns=(*table.columns, column))
-            table.check()
-            m.create(table)
+        table, column, value = _with_column(m, m.load(name), add.column, add.column_type, add.default_value)
         m.update_each(name, _setter(placement(column.name).path, value))
         return True
     if op == "update_column_value":
@@ -550,6 +540,21 @@ def migrate(client: ConvexClient, details: destination_sdk_pb2.MigrationDetails,
             return False
         return True
     return False
+
+
+def _with_column(
+    m: _Migration, table: TableDef, name: str, column_type: int, default_text: str
+) -> tuple[TableDef, ColumnDef, Any]:
+    """The table with column ``name`` added to its stored definition if it is not there yet (so a re-sent
+    migration converges), the column, and its default value converted to the column's type."""
+    existing = table.column(name)
+    column = existing or ColumnDef(name, FivetranDataType(int(column_type)))
+    value = _value(default_text, column)
+    if existing is None:
+        table = replace(table, columns=(*table.columns, column))
+        table.check()
+        m.create(table)
+    return table, column, value
 
 
 def _now_ms() -> float:

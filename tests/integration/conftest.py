@@ -7,13 +7,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import pytest
 import requests
 
 from connectors import keys
 from connectors.backend.engine import Deployment, DeploymentConfig
+from connectors.fivetran.server import ServerSettings, create_server
 from connectors.keys import KeyKind
 from connectors.server.app import BackgroundServer, ServerConfig
+from fivetran_destination.service import register
+from protos import destination_sdk_pb2_grpc
 from tests.conftest import DeploymentFactory
 
 
@@ -105,3 +109,13 @@ def server_factory(deployment_factory: DeploymentFactory) -> Iterator[ServerFact
 @pytest.fixture
 def live_server(server_factory: ServerFactory) -> LiveServer:
     return server_factory.start()
+
+
+@pytest.fixture(scope="module")
+def destination_stub() -> Iterator[destination_sdk_pb2_grpc.DestinationConnectorStub]:
+    """Our Fivetran destination on a free loopback port, with a gzip channel as Fivetran's tester opens."""
+    bound = create_server(ServerSettings(0, grace_seconds=1.0), register, hosts=("127.0.0.1",))
+    bound.server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{bound.port}", compression=grpc.Compression.Gzip) as channel:
+        yield destination_sdk_pb2_grpc.DestinationConnectorStub(channel)
+    bound.server.stop(1.0).wait()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import zstandard
 from cryptography.hazmat.primitives import padding
@@ -17,10 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from google.protobuf import timestamp_pb2
 
 from connectors.client import ClientConfig, ConvexClient
-from connectors.fivetran.server import ServerSettings, create_server
 from fivetran_destination.harness import replay
 from fivetran_destination.migrate import documents
-from fivetran_destination.service import register
 from protos import common_pb2, destination_sdk_pb2, destination_sdk_pb2_grpc
 from tests.integration.conftest import LiveServer, ServerFactory
 
@@ -35,12 +31,10 @@ NULL = "null-m8yilkvPsNulehxl2G6pmSQ3G3WWdLP"
 
 
 @pytest.fixture(scope="module")
-def stub() -> Iterator[destination_sdk_pb2_grpc.DestinationConnectorStub]:
-    bound = create_server(ServerSettings(0, grace_seconds=1.0), register, hosts=("127.0.0.1",))
-    bound.server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{bound.port}", compression=grpc.Compression.Gzip) as channel:
-        yield destination_sdk_pb2_grpc.DestinationConnectorStub(channel)
-    bound.server.stop(1.0).wait()
+def stub(
+    destination_stub: destination_sdk_pb2_grpc.DestinationConnectorStub,
+) -> destination_sdk_pb2_grpc.DestinationConnectorStub:
+    return destination_stub
 
 
 def config(live: LiveServer) -> dict[str, str]:

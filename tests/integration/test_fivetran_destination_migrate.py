@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
 from connectors.batching import BatchLimits
 from connectors.client import ClientConfig, ConvexClient
-from connectors.fivetran.server import ServerSettings, create_server
 from fivetran_destination.harness import replay
 from fivetran_destination.migrate import MAX_TIMESTAMP_MS, MigrationError, documents, migrate
-from fivetran_destination.service import register
 from protos import common_pb2, destination_sdk_pb2, destination_sdk_pb2_grpc
 from tests.integration.conftest import LiveServer, ServerFactory
 from tests.integration.faults import Fault, FaultProxy
@@ -32,12 +29,10 @@ STAGING_SUFFIX = "_fivetran_migration"
 
 
 @pytest.fixture(scope="module")
-def stub() -> Iterator[destination_sdk_pb2_grpc.DestinationConnectorStub]:
-    bound = create_server(ServerSettings(0, grace_seconds=1.0), register, hosts=("127.0.0.1",))
-    bound.server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{bound.port}", compression=grpc.Compression.Gzip) as channel:
-        yield destination_sdk_pb2_grpc.DestinationConnectorStub(channel)
-    bound.server.stop(1.0).wait()
+def stub(
+    destination_stub: destination_sdk_pb2_grpc.DestinationConnectorStub,
+) -> destination_sdk_pb2_grpc.DestinationConnectorStub:
+    return destination_stub
 
 
 Rows = tuple[str, Sequence[str]]  # a CSV header and its data lines
