@@ -23,7 +23,9 @@ from typing import Any, Final
 from connectors import ids, values
 from connectors.errors import InvalidValueError
 from connectors.shapes import ShapeKey, add_shape_counts
-from connectors.values.index_keys import _T_STRING, _TERM
+from connectors.values.index_keys import _T_FLOAT, _T_INT, _T_STRING, _TERM, _float_order_bits
+from connectors.values.scalars import INT64_MAX as _INT64_MAX
+from connectors.values.scalars import INT64_MIN as _INT64_MIN
 
 __all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
 
@@ -221,10 +223,15 @@ class IndexKeys:
                     part = _T_STRING + v.encode("utf-8").replace(b"\x00", b"\x00\xff") + _TERM
                 except UnicodeEncodeError:
                     return encode(list(key))
+            elif t is int and _INT64_MIN <= v <= _INT64_MAX:
+                # Distinct per row (Int64 primary keys): encoded inline, not cached.
+                part = _T_INT + (v - _INT64_MIN).to_bytes(8, "big")
             elif t in _CACHED_KEY_TYPES and (t is not float or v):
                 ck = (t, v)
                 part = cache.get(ck)
-                if part is None:
+                if part is None and t is float:
+                    part = cache[ck] = _T_FLOAT + _float_order_bits(v).to_bytes(8, "big")
+                elif part is None:
                     try:
                         part = cache[ck] = encode([v])
                     except InvalidValueError:

@@ -13,7 +13,9 @@ whole request before the first write, so a bad record at the end of a batch writ
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -742,6 +744,8 @@ def _fivetran_patch(existing: dict[str, Any], row: dict[str, Any]) -> dict[str, 
 
 # JSON values that Convex internal JSON decodes to themselves.
 _SCALARS: Final = frozenset({str, float, bool, type(None)})
+_UNPACK_I64: Final = struct.Struct("<q").unpack
+_INT64_B64_LEN: Final = 12  # padded base64 of 8 bytes
 # Object keys known not to start with `$` (so an object of them is a plain object). Bounded.
 _PLAIN_KEYS: set[str] = set()
 _PLAIN_KEYS_MAX: Final = 65536
@@ -771,7 +775,17 @@ def _decode_row(row: dict[Any, Any]) -> Any:
     for (k, v), t in zip(row.items(), types, strict=True):
         if t in _SCALARS:
             continue
-        if t is dict and _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
+        if t is dict and len(v) == 1 and type(v.get("$integer")) is str:
+            # An Int64 (the destination's LONG/INT columns, often the primary key): decoded here, not by a
+            # walk of the whole row; a bad payload takes the general decoder for its error and path.
+            raw = v["$integer"]
+            if len(raw) != _INT64_B64_LEN:
+                return values.from_encoded_json(row)
+            try:
+                out[k] = _UNPACK_I64(binascii.a2b_base64(raw, strict_mode=True))[0]
+            except (binascii.Error, ValueError, struct.error):
+                return values.from_encoded_json(row)
+        elif t is dict and _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
             out[k] = dict(v)
         elif t is list and _SCALARS.issuperset(map(type, v)):
             out[k] = list(v)

@@ -154,7 +154,16 @@ def test_index_keys_match_encode_index_key() -> None:
         values.encode_index_key(["\ud800"])
     assert bad.value.message == reference.value.message
     # encode(): a key of values as the primary-key lookups build it, the general encoder's errors included.
-    for key in [(False, "x\x00"), (0.0, -0.0, 1.5, 1.5), ("a", [1.0], {"b": None}, b"\x00"), (), (True, None, 2**40)]:
+    for key in [
+        (False, "x\x00"),
+        (0.0, -0.0, 1.5, 1.5),
+        ("a", [1.0], {"b": None}, b"\x00"),
+        (),
+        (True, None, 2**40),
+        # Int64 bounds and negatives (encoded inline), floats of every kind (encoded inline once, cached).
+        (-(2**63), 2**63 - 1, -1, 0, 7),
+        (float("inf"), float("-inf"), float("nan"), -1.5, 5e-324, 1704773419000.0001),
+    ]:
         assert keys.encode(key) == values.encode_index_key(list(key))
     with pytest.raises(InvalidValueError) as bad:
         keys.encode(("ok", 2**70))
@@ -201,6 +210,15 @@ def test_airbyte_fast_path_matches_general_conversion(data: dict[str, Any]) -> N
         {"$bad": 1.0},
         {"o": {"$set": []}},
         {"o": {}, "l": []},
+        # Int64 payloads (decoded inline when well formed; anything else takes the general decoder's error).
+        {"id": {"$integer": "AAAAAAAAAAA="}, "n": "x", "fivetran": {"deleted": False}},
+        {"id": {"$integer": "////////////"}, "b": 1.0},
+        {"id": {"$integer": "AAAAAAAAAAAA"}},
+        {"id": {"$integer": "AAAAAAAAAAA"}},
+        {"id": {"$integer": "AAAAAAAAAA=="}},
+        {"id": {"$integer": "!AAAAAAAAAA="}},
+        {"id": {"$integer": 5}},
+        {"id": {"$integer": "AQAAAAAAAAA="}, "o": {"$integer": "AQAAAAAAAAA="}, "p": {"q": {"$integer": "AQ=="}}},
     ],
 )
 def test_fivetran_row_fast_path_matches_decoder(row: dict[str, Any]) -> None:
