@@ -230,3 +230,13 @@ def test_fivetran_row_fast_path_matches_decoder(row: dict[str, Any]) -> None:
 
     assert repr(decode(si._decode_row)) == repr(decode(values.from_encoded_json))
     assert repr(decode(si._decode_row)) == repr(decode(values.from_encoded_json))
+
+
+@pytest.mark.parametrize("fill", [b"\x00", b"\xff", b"\x80"])
+@pytest.mark.parametrize("table_number", [1, 16_384, ids.MAX_TABLE_NUMBER])
+def test_new_ids_checksums_of_extreme_bytes(monkeypatch: pytest.MonkeyPatch, fill: bytes, table_number: int) -> None:
+    """All-0xFF bodies give the largest Fletcher sums: the Adler-32 shortcut must still be exact."""
+    monkeypatch.setattr(bulk.os, "urandom", lambda n: fill * n)
+    internals, strings = bulk.new_ids(table_number, 3, 1_764_475_118_123.0)
+    for internal, s in zip(internals, strings, strict=True):
+        assert s == ids.encode_id(table_number, internal)
