@@ -710,19 +710,32 @@ def _fivetran_primary_key_index(dep: Deployment, table: str) -> IndexInfo:
     return idx
 
 
-def _fivetran_lookup_key(idx: IndexInfo, table: str, row: dict[str, Any]) -> tuple[Any, ...]:
+def _lookup_plan(idx: IndexInfo) -> tuple[tuple[str, tuple[str, ...]] | None, ...]:
+    """The primary-key index's fields as :func:`_fivetran_lookup_key` reads them, worked out once per
+    request: ``None`` for ``fivetran.deleted`` (always false), else ``(field, path)``; ``_creationTime``
+    is left out."""
+    return tuple(
+        None if path == _DELETED_PATH else (field, path)
+        for field, path in zip(idx.fields, idx.paths, strict=True)
+        if field != CREATION_TIME
+    )
+
+
+def _fivetran_lookup_key(
+    plan: tuple[tuple[str, tuple[str, ...]] | None, ...], table: str, row: dict[str, Any]
+) -> tuple[Any, ...]:
     """§10.2: ``fivetran.deleted`` must be false (soft-deleted rows never match), ``_creationTime`` is
     skipped, every other field equals the row's value. The engine queries by equality prefix, so the
     values follow the index fields in order (``_creationTime`` is always last)."""
     key: list[Any] = []
-    for field, path in zip(idx.fields, idx.paths, strict=True):
-        if field == CREATION_TIME:
-            continue
-        if path == _DELETED_PATH:
+    missing = values.MISSING
+    for entry in plan:
+        if entry is None:
             key.append(False)
             continue
-        v = values.get_path(row, path)
-        if v is values.MISSING:
+        field, path = entry
+        v = row.get(path[0], missing) if len(path) == 1 else values.get_path(row, path)
+        if v is missing:
             raise BadRequestError(
                 "MissingValueForFivetranPrimaryKeyIndex",
                 f"Missing value for field {json.dumps(field)} of primary key index"
@@ -819,6 +832,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         rows.append(row)
 
     indexes: dict[str, IndexInfo] = {}
+    plans: dict[str, tuple[tuple[str, tuple[str, ...]] | None, ...]] = {}
     writes: list[_FivetranWrite] = []
     checked_tables: set[str] = set()  # a batch names the same table on every row: check it once
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
@@ -829,18 +843,19 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
             except ConvexError as e:
                 raise PlainError(e.message) from None
             checked_tables.add(table)
-        for system_field in values.SYSTEM_FIELDS:
-            if system_field in row:
-                raise InvalidValueError(
-                    f"{_where('Operation', i, table)}: rows cannot set the system field {system_field}",
-                    path=f".{system_field}",
-                )
+        if "_id" in row or CREATION_TIME in row:
+            system_field = "_id" if "_id" in row else CREATION_TIME
+            raise InvalidValueError(
+                f"{_where('Operation', i, table)}: rows cannot set the system field {system_field}",
+                path=f".{system_field}",
+            )
         if len(row) > _MAX_USER_FIELDS:
             _check_field_count(row, _where("Operation", i, table))
-        idx = indexes.get(table)
-        if idx is None:
+        plan = plans.get(table)
+        if plan is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
-        writes.append(_FivetranWrite(i, table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
+            plan = plans[table] = _lookup_plan(idx)
+        writes.append(_FivetranWrite(i, table, op.operation, row, _fivetran_lookup_key(plan, table, row)))
 
     def apply(tx: Transaction, w: _FivetranWrite) -> None:
         try:
