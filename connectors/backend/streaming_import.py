@@ -777,33 +777,34 @@ def _has_plain_keys(obj: dict[Any, Any]) -> bool:
 
 def _decode_row(row: dict[Any, Any]) -> Any:
     """``values.from_encoded_json(row)``, without the per-value walk for the common row: plain keys and
-    values that are strings, floats, booleans, nulls, or objects and arrays of those (all of which decode
-    to a copy of themselves). Anything else takes the general decoder, errors included."""
+    values that are strings, floats, booleans, nulls, well-formed ``$integer`` objects, or objects and
+    arrays of the scalars (all of which but ``$integer`` decode to a copy of themselves). Anything else
+    takes the general decoder, errors included."""
     if not _has_plain_keys(row):
         return values.from_encoded_json(row)
-    types = tuple(map(type, row.values()))
     out = dict(row)
-    if _SCALARS.issuperset(types):
-        return out
-    for (k, v), t in zip(row.items(), types, strict=True):
-        if t in _SCALARS:
+    for k, v in row.items():
+        t = type(v)
+        if t is str or t is float or t is bool or v is None:
             continue
-        if t is dict and len(v) == 1 and type(v.get("$integer")) is str:
-            # An Int64 (the destination's LONG/INT columns, often the primary key): decoded here, not by a
-            # walk of the whole row; a bad payload takes the general decoder for its error and path.
-            raw = v["$integer"]
-            if len(raw) != _INT64_B64_LEN:
-                return values.from_encoded_json(row)
-            try:
-                out[k] = _UNPACK_I64(binascii.a2b_base64(raw, strict_mode=True))[0]
-            except (binascii.Error, ValueError, struct.error):
-                return values.from_encoded_json(row)
-        elif t is dict and _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
-            out[k] = dict(v)
+        if t is dict:
+            if len(v) == 1:
+                # An Int64 (the destination's LONG columns, often the primary key), decoded here; a payload
+                # that is not 12 base64 characters of 8 bytes takes the general decoder for its error.
+                raw = v.get("$integer")
+                if type(raw) is str and len(raw) == _INT64_B64_LEN:
+                    try:
+                        out[k] = _UNPACK_I64(binascii.a2b_base64(raw, strict_mode=True))[0]
+                        continue
+                    except (binascii.Error, ValueError, struct.error):
+                        return values.from_encoded_json(row)
+            if _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
+                out[k] = dict(v)
+                continue
         elif t is list and _SCALARS.issuperset(map(type, v)):
             out[k] = list(v)
-        else:
-            return values.from_encoded_json(row)
+            continue
+        return values.from_encoded_json(row)
     return out
 
 

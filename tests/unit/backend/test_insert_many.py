@@ -219,6 +219,11 @@ def test_airbyte_fast_path_matches_general_conversion(data: dict[str, Any]) -> N
         {"id": {"$integer": "!AAAAAAAAAA="}},
         {"id": {"$integer": 5}},
         {"id": {"$integer": "AQAAAAAAAAA="}, "o": {"$integer": "AQAAAAAAAAA="}, "p": {"q": {"$integer": "AQ=="}}},
+        {"o": {"a": 1.0}, "l": [1.0, "a", None, False]},
+        {"o": {"$integer": "AQAAAAAAAAA=", "x": 1.0}},
+        {"o": {"$float": "AAAAAAAA+H8="}, "id": {"$integer": "AQAAAAAAAAA="}},
+        {"o": {"n": {"$integer": "AQAAAAAAAAA="}}},
+        {"l": [{"$integer": "AQAAAAAAAAA="}]},
     ],
 )
 def test_fivetran_row_fast_path_matches_decoder(row: dict[str, Any]) -> None:
