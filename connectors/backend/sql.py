@@ -162,7 +162,9 @@ class SqlWriteSession(WriteSession):
         # range), at most ``limit`` entries each by row_number(). Open ranges (an empty key) are rare: one
         # seek each.
         out: list[list[tuple[bytes, bytes]]] = [[] for _ in ranges]
-        bounded = [(lower, upper, n) for n, (lower, upper) in enumerate(ranges) if upper is not None]
+        bounded: list[tuple[bytes, bytes, int]] = [
+            (lower, upper, n) for n, (lower, upper) in enumerate(ranges) if upper is not None
+        ]
         bounded.sort()  # in key order: neighbouring seeks land on the same B-tree pages
         for n, (lower, upper) in enumerate(ranges):
             if upper is None:
@@ -188,7 +190,7 @@ class SqlWriteSession(WriteSession):
     def _ranges_by_one_scan(
         self,
         index_id: int,
-        bounded: Sequence[tuple[bytes, bytes | None, int]],
+        bounded: Sequence[tuple[bytes, bytes, int]],
         limit: int,
         out: list[list[tuple[bytes, bytes]]],
     ) -> bool:
