@@ -194,28 +194,35 @@ class SqlWriteSession(WriteSession):
         limit: int,
         out: list[list[tuple[bytes, bytes]]],
     ) -> bool:
-        """The entries of disjoint sorted ranges from one bounded scan of the span they cover, when that span
-        holds few other entries (a batch of new or contiguous keys: one seek instead of one per range).
-        False, with ``out`` untouched, when the ranges overlap or the span holds more than the scan reads."""
+        """The entries of disjoint sorted ranges from one scan of the span they cover, when that span holds
+        few other entries (a batch of new or contiguous keys: one seek instead of one per range).
+
+        False, with ``out`` untouched, when the ranges overlap or the scan meets more than ``_SCAN_SLACK``
+        entries it does not keep (keys spread over a filled index, e.g. random ones): it stops there, so
+        the per-range lookup that follows costs little more than it would alone."""
         for (_, upper, _), (lower, _, _) in zip(bounded, bounded[1:]):  # noqa: B905 - one shorter
             if upper > lower:
                 return False  # a repeated key or a key that is a prefix of another: per-range seeks
-        cap = limit * len(bounded) + _SCAN_SLACK
+        cap = limit * len(bounded) + _SCAN_SLACK + 1
         self._cur.execute(self._sql(INDEX_RANGE), (index_id, bounded[0][0], bounded[-1][1], cap))
-        rows = self._cur.fetchall()
-        if len(rows) >= cap:
-            return False
+        kept: list[tuple[int, bytes, bytes]] = []
+        taken = [0] * len(bounded)
+        strays = 0
         i = 0
         last = len(bounded)
-        for key, doc_id in rows:  # both in key order: a merge
-            key = as_bytes(key)
+        for raw_key, doc_id in self._cur:  # stepped lazily, both in key order: a merge
+            key = as_bytes(raw_key)
             while i < last and key >= bounded[i][1]:
                 i += 1
-            if i == last:
-                break
-            lower, _, n = bounded[i]
-            if key >= lower and len(out[n]) < limit:
-                out[n].append((key, as_bytes(doc_id)))
+            if i < last and key >= bounded[i][0] and taken[i] < limit:
+                taken[i] += 1
+                kept.append((bounded[i][2], key, as_bytes(doc_id)))
+                continue
+            strays += 1
+            if strays > _SCAN_SLACK:
+                return False
+        for n, key, doc_id in kept:
+            out[n].append((key, doc_id))
         return True
 
     def clear_index(self, index_id: int) -> None:
