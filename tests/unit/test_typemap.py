@@ -538,6 +538,7 @@ def test_fivetran_columns_are_typed_where_the_shape_is_exact() -> None:
 )
 def test_utc_datetime_cells(text: str, ms: float) -> None:
     assert same(parse_fivetran_cell(text, FivetranDataType.UTC_DATETIME, "at"), ms)
+    assert same(fivetran_cell_parser(FivetranDataType.UTC_DATETIME, "at")(text), ms)
 
 
 @pytest.mark.parametrize(
