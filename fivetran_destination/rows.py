@@ -3,23 +3,32 @@
 A :class:`RowConverter` is built once per file header: for each header position it knows the column's type
 and where the value goes (top level, ``fivetran.<key>``, ``fivetran.columns.<name>``), so converting a row is
 one pass over its cells. Unmodified cells are left out, null cells become ``null``, other cells go through
-the type map's ``parse_fivetran_cell``.
+the type map's ``fivetran_cell_parser`` (``parse_fivetran_cell`` resolved per column).
 
 Errors never carry cell values (customer data): they name the file, the data row and the column.
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from connectors import values
 from connectors.constants import FIVETRAN_OBJECT, FIVETRAN_SYNCED_COLUMN
-from connectors.typemap.fivetran import FivetranCellError, FivetranDataType, parse_fivetran_cell
+from connectors.typemap.fivetran import FivetranCellError, FivetranDataType, fivetran_cell_parser
 from fivetran_destination.batch_files import UNMODIFIED, Cell
 from fivetran_destination.model import TableDef, placement
+
+_PACK_I64: Final = struct.Struct("<q").pack
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
 
 _VERBATIM: Final = frozenset({FivetranDataType.STRING, FivetranDataType.XML, FivetranDataType.DECIMAL})
 
@@ -44,9 +53,18 @@ def _parser(data_type: FivetranDataType, column: str) -> Callable[[str], Any] | 
     """The cell parser of a column, returning Convex internal JSON; None: the text is the value."""
     if data_type in _VERBATIM:
         return None
+    parse_cell = fivetran_cell_parser(data_type, column)
+    if data_type == FivetranDataType.BOOLEAN or data_type == FivetranDataType.UTC_DATETIME:
+        return parse_cell  # a bool, or a finite Float64 (milliseconds): JSON as they are
+    if data_type == FivetranDataType.LONG:
+
+        def parse_long(text: str) -> Any:
+            return {"$integer": _b64(_PACK_I64(parse_cell(text)))}  # in range: the parser checked
+
+        return parse_long
 
     def parse(text: str) -> Any:
-        return encode_value(parse_fivetran_cell(text, data_type, column))
+        return encode_value(parse_cell(text))
 
     return parse
 
@@ -81,6 +99,12 @@ class RowConverter:
                 )
         self.slots = tuple(slots)
         self.header = tuple(header)
+        # Per cell, what convert() needs, unpacked once: (parser, where the value goes, its key there, and
+        # for a column not in the table its name: only a null or unmodified cell is accepted there).
+        self._plan = tuple(
+            (slot.parse, len(slot.path), slot.path[-1], slot.column if slot.data_type is None else None)
+            for slot in self.slots
+        )
 
     def convert(self, cells: Sequence[Cell], row_number: int) -> dict[str, Any]:
         """One row (cells in header order) -> a document in Convex internal JSON, with the ``fivetran``
@@ -88,39 +112,41 @@ class RowConverter:
         doc: dict[str, Any] = {}
         meta: dict[str, Any] = {}
         columns: dict[str, Any] | None = None
-        for slot, cell in zip(self.slots, cells, strict=True):
+        for (parse, where, key, unknown), cell in zip(self._plan, cells, strict=True):
             if cell is UNMODIFIED:
                 continue
             if cell is None:
                 value: Any = None
-            elif slot.parse is not None:
+            elif parse is not None:
                 try:
-                    value = slot.parse(cell)  # type: ignore[arg-type]
+                    value = parse(cell)  # type: ignore[arg-type]
                 except FivetranCellError as e:
                     # The type map's text names the column and type; the cell value is left out on purpose.
                     raise RowError(
                         f"A row from your data source is invalid: batch file {self.file_name}, data row"
                         f" {row_number}: {e}"
                     ) from None
-            elif slot.data_type is None:
-                raise RowError(
-                    f"A row from your data source is invalid: the batch file {self.file_name} (data row"
-                    f" {row_number}) has a value in column `{slot.column}`, which is not in the table's"
-                    " definition (Column not in schema). Fivetran sends AlterTable before such batches;"
-                    " let Fivetran resend the batch, or contact support if this persists."
-                )
+            elif unknown is not None:
+                raise self._not_in_table(unknown, row_number)
             else:
                 value = cell
-            path = slot.path
-            if len(path) == 1:
-                doc[path[0]] = value
-            elif len(path) == 2:
-                meta[path[1]] = value
+            if where == 1:  # placement paths: `name`, `fivetran.<key>`, `fivetran.columns.<name>`
+                doc[key] = value
+            elif where == 2:
+                meta[key] = value
             else:
                 if columns is None:
                     columns = {}
-                columns[path[2]] = value
+                columns[key] = value
         if columns is not None:
             meta["columns"] = columns
         doc[FIVETRAN_OBJECT] = meta
         return doc
+
+    def _not_in_table(self, column: str, row_number: int) -> RowError:
+        return RowError(
+            f"A row from your data source is invalid: the batch file {self.file_name} (data row"
+            f" {row_number}) has a value in column `{column}`, which is not in the table's"
+            " definition (Column not in schema). Fivetran sends AlterTable before such batches;"
+            " let Fivetran resend the batch, or contact support if this persists."
+        )

@@ -17,13 +17,16 @@ import base64
 import operator
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any, Final
 
 from connectors import ids, values
 from connectors.errors import InvalidValueError
 from connectors.shapes import ShapeKey, add_shape_counts
-from connectors.values.index_keys import _T_STRING, _TERM
+from connectors.values.index_keys import _T_FLOAT, _T_INT, _T_STRING, _TERM, _float_order_bits
+from connectors.values.scalars import INT64_MAX as _INT64_MAX
+from connectors.values.scalars import INT64_MIN as _INT64_MIN
 
 __all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
 
@@ -33,6 +36,8 @@ _TO_CROCKFORD: Final = bytes.maketrans(
 )
 _RANDOM_LEN: Final = ids.INTERNAL_ID_LEN - 2
 _DAY_MS: Final = 86_400_000
+# Longest body whose Fletcher sums stay below Adler-32's modulus: n + 255·n(n+1)/2 < 65521.
+_ADLER_EXACT_MAX_LEN: Final = 21
 
 
 def _day_suffix(now_ms: float | None) -> bytes:
@@ -53,15 +58,27 @@ def new_ids(table_number: int, count: int, now_ms: float | None) -> tuple[list[b
     if body_len % 5:
         return internals, [first, *(ids.encode_id(table_number, i) for i in internals[1:])]
     prefix = ids._varint(table_number)
-    weights = range(body_len - 2, 0, -1)  # Fletcher-16 over the body without its 2 check bytes
-    mul = operator.mul
+    n = body_len - 2  # Fletcher-16 is over the body without its 2 check bytes
     version = ids.ID_VERSION
     parts: list[bytes] = []
-    for internal in internals:
-        body = prefix + internal
-        check = (((sum(map(mul, body, weights)) & 0xFF) << 8) | (sum(body) & 0xFF)) ^ version
-        parts.append(body)
-        parts.append(check.to_bytes(2, "little"))
+    if n <= _ADLER_EXACT_MAX_LEN:
+        # Adler-32's halves are Fletcher's two sums plus constants (A = 1 + Σb, B = n + Σ b_j·(n − j)),
+        # reduced mod 65521, which sums of so few bytes never reach: one C call per id.
+        adler32 = zlib.adler32
+        for internal in internals:
+            body = prefix + internal
+            a = adler32(body)
+            check = ((((a >> 16) - n) & 0xFF) << 8 | ((a - 1) & 0xFF)) ^ version
+            parts.append(body)
+            parts.append(check.to_bytes(2, "little"))
+    else:
+        weights = range(n, 0, -1)
+        mul = operator.mul
+        for internal in internals:
+            body = prefix + internal
+            check = (((sum(map(mul, body, weights)) & 0xFF) << 8) | (sum(body) & 0xFF)) ^ version
+            parts.append(body)
+            parts.append(check.to_bytes(2, "little"))
     text = base64.b32encode(b"".join(parts)).translate(_TO_CROCKFORD).decode("ascii")
     width = body_len * 8 // 5
     strings = [text[i : i + width] for i in range(0, len(text), width)]
@@ -221,10 +238,15 @@ class IndexKeys:
                     part = _T_STRING + v.encode("utf-8").replace(b"\x00", b"\x00\xff") + _TERM
                 except UnicodeEncodeError:
                     return encode(list(key))
+            elif t is int and _INT64_MIN <= v <= _INT64_MAX:
+                # Distinct per row (Int64 primary keys): encoded inline, not cached.
+                part = _T_INT + (v - _INT64_MIN).to_bytes(8, "big")
             elif t in _CACHED_KEY_TYPES and (t is not float or v):
                 ck = (t, v)
                 part = cache.get(ck)
-                if part is None:
+                if part is None and t is float:
+                    part = cache[ck] = _T_FLOAT + _float_order_bits(v).to_bytes(8, "big")
+                elif part is None:
                     try:
                         part = cache[ck] = encode([v])
                     except InvalidValueError:

@@ -66,6 +66,9 @@ ADD_SHAPE_COUNT = (
 
 _IN_CHUNK = 500  # ids per IN (...) list; well under SQLite's and PostgreSQL's parameter limits
 _RANGES_CHUNK = 500  # index ranges per lookup statement (1,500 parameters)
+# Entries a one-scan range lookup may read beyond ``limit`` per range before it gives up (other keys
+# between the ranges).
+_SCAN_SLACK = 64
 _ENTRIES_CHUNK = 200  # index entries per multi-row INSERT (600 parameters)
 
 
@@ -159,11 +162,15 @@ class SqlWriteSession(WriteSession):
         # range), at most ``limit`` entries each by row_number(). Open ranges (an empty key) are rare: one
         # seek each.
         out: list[list[tuple[bytes, bytes]]] = [[] for _ in ranges]
-        bounded = [(lower, upper, n) for n, (lower, upper) in enumerate(ranges) if upper is not None]
+        bounded: list[tuple[bytes, bytes, int]] = [
+            (lower, upper, n) for n, (lower, upper) in enumerate(ranges) if upper is not None
+        ]
         bounded.sort()  # in key order: neighbouring seeks land on the same B-tree pages
         for n, (lower, upper) in enumerate(ranges):
             if upper is None:
                 out[n] = self.index_range(index_id, lower, None, limit)
+        if len(bounded) > 1 and self._ranges_by_one_scan(index_id, bounded, limit, out):
+            bounded = []
         for start in range(0, len(bounded), _RANGES_CHUNK):
             part = bounded[start : start + _RANGES_CHUNK]
             sql = self._ranges_sql.get(len(part))
@@ -179,6 +186,44 @@ class SqlWriteSession(WriteSession):
         for entries in out:
             entries.sort()
         return out
+
+    def _ranges_by_one_scan(
+        self,
+        index_id: int,
+        bounded: Sequence[tuple[bytes, bytes, int]],
+        limit: int,
+        out: list[list[tuple[bytes, bytes]]],
+    ) -> bool:
+        """The entries of disjoint sorted ranges from one scan of the span they cover, when that span holds
+        few other entries (a batch of new or contiguous keys: one seek instead of one per range).
+
+        False, with ``out`` untouched, when the ranges overlap or the scan meets more than ``_SCAN_SLACK``
+        entries it does not keep (keys spread over a filled index, e.g. random ones): it stops there, so
+        the per-range lookup that follows costs little more than it would alone."""
+        for (_, upper, _), (lower, _, _) in zip(bounded, bounded[1:]):  # noqa: B905 - one shorter
+            if upper > lower:
+                return False  # a repeated key or a key that is a prefix of another: per-range seeks
+        cap = limit * len(bounded) + _SCAN_SLACK + 1
+        self._cur.execute(self._sql(INDEX_RANGE), (index_id, bounded[0][0], bounded[-1][1], cap))
+        kept: list[tuple[int, bytes, bytes]] = []
+        taken = [0] * len(bounded)
+        strays = 0
+        i = 0
+        last = len(bounded)
+        for raw_key, doc_id in self._cur:  # stepped lazily, both in key order: a merge
+            key = as_bytes(raw_key)
+            while i < last and key >= bounded[i][1]:
+                i += 1
+            if i < last and key >= bounded[i][0] and taken[i] < limit:
+                taken[i] += 1
+                kept.append((bounded[i][2], key, as_bytes(doc_id)))
+                continue
+            strays += 1
+            if strays > _SCAN_SLACK:
+                return False
+        for n, key, doc_id in kept:
+            out[n].append((key, doc_id))
+        return True
 
     def clear_index(self, index_id: int) -> None:
         self._cur.execute(self._sql("DELETE FROM index_entries WHERE index_id = ?"), (index_id,))

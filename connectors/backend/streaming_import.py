@@ -13,7 +13,9 @@ whole request before the first write, so a bad record at the end of a batch writ
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -708,19 +710,32 @@ def _fivetran_primary_key_index(dep: Deployment, table: str) -> IndexInfo:
     return idx
 
 
-def _fivetran_lookup_key(idx: IndexInfo, table: str, row: dict[str, Any]) -> tuple[Any, ...]:
+def _lookup_plan(idx: IndexInfo) -> tuple[tuple[str, tuple[str, ...]] | None, ...]:
+    """The primary-key index's fields as :func:`_fivetran_lookup_key` reads them, worked out once per
+    request: ``None`` for ``fivetran.deleted`` (always false), else ``(field, path)``; ``_creationTime``
+    is left out."""
+    return tuple(
+        None if path == _DELETED_PATH else (field, path)
+        for field, path in zip(idx.fields, idx.paths, strict=True)
+        if field != CREATION_TIME
+    )
+
+
+def _fivetran_lookup_key(
+    plan: tuple[tuple[str, tuple[str, ...]] | None, ...], table: str, row: dict[str, Any]
+) -> tuple[Any, ...]:
     """§10.2: ``fivetran.deleted`` must be false (soft-deleted rows never match), ``_creationTime`` is
     skipped, every other field equals the row's value. The engine queries by equality prefix, so the
     values follow the index fields in order (``_creationTime`` is always last)."""
     key: list[Any] = []
-    for field, path in zip(idx.fields, idx.paths, strict=True):
-        if field == CREATION_TIME:
-            continue
-        if path == _DELETED_PATH:
+    missing = values.MISSING
+    for entry in plan:
+        if entry is None:
             key.append(False)
             continue
-        v = values.get_path(row, path)
-        if v is values.MISSING:
+        field, path = entry
+        v = row.get(path[0], missing) if len(path) == 1 else values.get_path(row, path)
+        if v is missing:
             raise BadRequestError(
                 "MissingValueForFivetranPrimaryKeyIndex",
                 f"Missing value for field {json.dumps(field)} of primary key index"
@@ -742,6 +757,8 @@ def _fivetran_patch(existing: dict[str, Any], row: dict[str, Any]) -> dict[str, 
 
 # JSON values that Convex internal JSON decodes to themselves.
 _SCALARS: Final = frozenset({str, float, bool, type(None)})
+_UNPACK_I64: Final = struct.Struct("<q").unpack
+_INT64_B64_LEN: Final = 12  # padded base64 of 8 bytes
 # Object keys known not to start with `$` (so an object of them is a plain object). Bounded.
 _PLAIN_KEYS: set[str] = set()
 _PLAIN_KEYS_MAX: Final = 65536
@@ -760,23 +777,34 @@ def _has_plain_keys(obj: dict[Any, Any]) -> bool:
 
 def _decode_row(row: dict[Any, Any]) -> Any:
     """``values.from_encoded_json(row)``, without the per-value walk for the common row: plain keys and
-    values that are strings, floats, booleans, nulls, or objects and arrays of those (all of which decode
-    to a copy of themselves). Anything else takes the general decoder, errors included."""
+    values that are strings, floats, booleans, nulls, well-formed ``$integer`` objects, or objects and
+    arrays of the scalars (all of which but ``$integer`` decode to a copy of themselves). Anything else
+    takes the general decoder, errors included."""
     if not _has_plain_keys(row):
         return values.from_encoded_json(row)
-    types = tuple(map(type, row.values()))
     out = dict(row)
-    if _SCALARS.issuperset(types):
-        return out
-    for (k, v), t in zip(row.items(), types, strict=True):
-        if t in _SCALARS:
+    for k, v in row.items():
+        t = type(v)
+        if t is str or t is float or t is bool or v is None:
             continue
-        if t is dict and _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
-            out[k] = dict(v)
+        if t is dict:
+            if len(v) == 1:
+                # An Int64 (the destination's LONG columns, often the primary key), decoded here; a payload
+                # that is not 12 base64 characters of 8 bytes takes the general decoder for its error.
+                raw = v.get("$integer")
+                if type(raw) is str and len(raw) == _INT64_B64_LEN:
+                    try:
+                        out[k] = _UNPACK_I64(binascii.a2b_base64(raw, strict_mode=True))[0]
+                        continue
+                    except (binascii.Error, ValueError, struct.error):
+                        return values.from_encoded_json(row)
+            if _has_plain_keys(v) and _SCALARS.issuperset(map(type, v.values())):
+                out[k] = dict(v)
+                continue
         elif t is list and _SCALARS.issuperset(map(type, v)):
             out[k] = list(v)
-        else:
-            return values.from_encoded_json(row)
+            continue
+        return values.from_encoded_json(row)
     return out
 
 
@@ -805,6 +833,7 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
         rows.append(row)
 
     indexes: dict[str, IndexInfo] = {}
+    plans: dict[str, tuple[tuple[str, tuple[str, ...]] | None, ...]] = {}
     writes: list[_FivetranWrite] = []
     checked_tables: set[str] = set()  # a batch names the same table on every row: check it once
     for i, (op, row) in enumerate(zip(operations, rows, strict=True)):
@@ -815,18 +844,19 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
             except ConvexError as e:
                 raise PlainError(e.message) from None
             checked_tables.add(table)
-        for system_field in values.SYSTEM_FIELDS:
-            if system_field in row:
-                raise InvalidValueError(
-                    f"{_where('Operation', i, table)}: rows cannot set the system field {system_field}",
-                    path=f".{system_field}",
-                )
+        if "_id" in row or CREATION_TIME in row:
+            system_field = "_id" if "_id" in row else CREATION_TIME
+            raise InvalidValueError(
+                f"{_where('Operation', i, table)}: rows cannot set the system field {system_field}",
+                path=f".{system_field}",
+            )
         if len(row) > _MAX_USER_FIELDS:
             _check_field_count(row, _where("Operation", i, table))
-        idx = indexes.get(table)
-        if idx is None:
+        plan = plans.get(table)
+        if plan is None:
             idx = indexes[table] = _fivetran_primary_key_index(dep, table)
-        writes.append(_FivetranWrite(i, table, op.operation, row, _fivetran_lookup_key(idx, table, row)))
+            plan = plans[table] = _lookup_plan(idx)
+        writes.append(_FivetranWrite(i, table, op.operation, row, _fivetran_lookup_key(plan, table, row)))
 
     def apply(tx: Transaction, w: _FivetranWrite) -> None:
         try:

@@ -42,6 +42,7 @@ from connectors.typemap.fivetran import (
     FivetranValue,
     FivetranValueError,
     creation_time_to_fivetran,
+    fivetran_cell_parser,
     fivetran_column_type,
     fivetran_columns,
     fivetran_row,
@@ -537,6 +538,7 @@ def test_fivetran_columns_are_typed_where_the_shape_is_exact() -> None:
 )
 def test_utc_datetime_cells(text: str, ms: float) -> None:
     assert same(parse_fivetran_cell(text, FivetranDataType.UTC_DATETIME, "at"), ms)
+    assert same(fivetran_cell_parser(FivetranDataType.UTC_DATETIME, "at")(text), ms)
 
 
 @pytest.mark.parametrize(
@@ -573,8 +575,12 @@ def test_fivetran_cells(text: str, data_type: FivetranDataType, expected: Any) -
     if expected is ValueError:
         with pytest.raises(FivetranCellError, match="isn\u2019t supported by Convex"):
             parse_fivetran_cell(text, data_type, "col")
+        with pytest.raises(FivetranCellError, match="isn\u2019t supported by Convex"):
+            fivetran_cell_parser(data_type, "col")(text)
         return
     assert same(parse_fivetran_cell(text, data_type, "col"), expected)
+    # The per-column parser (resolved once per file) gives the same value.
+    assert same(fivetran_cell_parser(data_type, "col")(text), expected)
 
 
 @pytest.mark.parametrize(
@@ -598,6 +604,9 @@ def test_fivetran_cells(text: str, data_type: FivetranDataType, expected: Any) -
         ("12", FivetranDataType.JSON, "Numbers aren\u2019t supported as top-level JSON values"),
         ('"s"', FivetranDataType.JSON, "Strings aren\u2019t supported as top-level JSON values"),
         ("x", FivetranDataType.UNSPECIFIED, "Can\u2019t parse a value to an unspecified type"),
+        ("9" * 5000, FivetranDataType.LONG, "integer string conversion"),
+        ("-2147483649", FivetranDataType.SHORT, "32-bit integer"),
+        ("maybe", FivetranDataType.BOOLEAN, "expected true or false"),
     ],
 )
 def test_fivetran_cell_errors_name_the_column_and_type_not_the_value(
@@ -608,6 +617,9 @@ def test_fivetran_cell_errors_name_the_column_and_type_not_the_value(
     assert e.value.column == "price"
     assert str(e.value).startswith(f"Couldn't parse field price as {data_type.name} from file: ")
     assert reason in str(e.value)
+    with pytest.raises(FivetranCellError) as per_column:
+        fivetran_cell_parser(data_type, "price")(text)
+    assert str(per_column.value) == str(e.value) and per_column.value.column == "price"
 
 
 def test_fivetran_validators_both_ways() -> None:

@@ -39,3 +39,23 @@ def test_index_ranges_equal_one_range_at_a_time(deployment: Deployment) -> None:
             assert len(got[-2]) == limit and len(got[-1]) == limit
         assert session.index_ranges(INDEX_ID, [], 2) == []
         session.execute("DELETE FROM index_entries WHERE index_id IN (?, ?)", (INDEX_ID, INDEX_ID + 1))
+
+
+def test_index_ranges_of_distinct_keys_equal_one_range_at_a_time(deployment: Deployment) -> None:
+    """Distinct keys (an import batch's lookups) take one scan of the span they cover when it holds few other
+    entries, and per-range seeks when it holds many: the same answers either way."""
+    every = [values.encode_index_key([False, f"pk{k:04d}"]) for k in range(600)]
+    batches = [
+        every[596:] + every[:3],  # a few keys, the span between them full of others: per-range seeks
+        every[100:140],  # contiguous keys with 0 to 3 entries each: one scan
+        every[::2][:200],  # every other key: one scan (the others in between are within the slack)
+        [*every[10:12], values.encode_index_key([False, "pk0010x"]), values.encode_index_key([True])],
+    ]
+    with deployment.persistence.write_transaction() as session:
+        session.add_index_entries(sorted(_entries()))
+        for keys in batches:
+            ranges: list[tuple[bytes, bytes | None]] = [(k, values.index_key_prefix_successor(k)) for k in keys]
+            for limit in (1, 2, 5):
+                expected = [session.index_range(INDEX_ID, lower, upper, limit) for lower, upper in ranges]
+                assert session.index_ranges(INDEX_ID, list(reversed(ranges)), limit) == expected[::-1]
+        session.execute("DELETE FROM index_entries WHERE index_id IN (?, ?)", (INDEX_ID, INDEX_ID + 1))

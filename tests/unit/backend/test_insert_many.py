@@ -154,7 +154,16 @@ def test_index_keys_match_encode_index_key() -> None:
         values.encode_index_key(["\ud800"])
     assert bad.value.message == reference.value.message
     # encode(): a key of values as the primary-key lookups build it, the general encoder's errors included.
-    for key in [(False, "x\x00"), (0.0, -0.0, 1.5, 1.5), ("a", [1.0], {"b": None}, b"\x00"), (), (True, None, 2**40)]:
+    for key in [
+        (False, "x\x00"),
+        (0.0, -0.0, 1.5, 1.5),
+        ("a", [1.0], {"b": None}, b"\x00"),
+        (),
+        (True, None, 2**40),
+        # Int64 bounds and negatives (encoded inline), floats of every kind (encoded inline once, cached).
+        (-(2**63), 2**63 - 1, -1, 0, 7),
+        (float("inf"), float("-inf"), float("nan"), -1.5, 5e-324, 1704773419000.0001),
+    ]:
         assert keys.encode(key) == values.encode_index_key(list(key))
     with pytest.raises(InvalidValueError) as bad:
         keys.encode(("ok", 2**70))
@@ -201,6 +210,20 @@ def test_airbyte_fast_path_matches_general_conversion(data: dict[str, Any]) -> N
         {"$bad": 1.0},
         {"o": {"$set": []}},
         {"o": {}, "l": []},
+        # Int64 payloads (decoded inline when well formed; anything else takes the general decoder's error).
+        {"id": {"$integer": "AAAAAAAAAAA="}, "n": "x", "fivetran": {"deleted": False}},
+        {"id": {"$integer": "////////////"}, "b": 1.0},
+        {"id": {"$integer": "AAAAAAAAAAAA"}},
+        {"id": {"$integer": "AAAAAAAAAAA"}},
+        {"id": {"$integer": "AAAAAAAAAA=="}},
+        {"id": {"$integer": "!AAAAAAAAAA="}},
+        {"id": {"$integer": 5}},
+        {"id": {"$integer": "AQAAAAAAAAA="}, "o": {"$integer": "AQAAAAAAAAA="}, "p": {"q": {"$integer": "AQ=="}}},
+        {"o": {"a": 1.0}, "l": [1.0, "a", None, False]},
+        {"o": {"$integer": "AQAAAAAAAAA=", "x": 1.0}},
+        {"o": {"$float": "AAAAAAAA+H8="}, "id": {"$integer": "AQAAAAAAAAA="}},
+        {"o": {"n": {"$integer": "AQAAAAAAAAA="}}},
+        {"l": [{"$integer": "AQAAAAAAAAA="}]},
     ],
 )
 def test_fivetran_row_fast_path_matches_decoder(row: dict[str, Any]) -> None:
@@ -212,3 +235,13 @@ def test_fivetran_row_fast_path_matches_decoder(row: dict[str, Any]) -> None:
 
     assert repr(decode(si._decode_row)) == repr(decode(values.from_encoded_json))
     assert repr(decode(si._decode_row)) == repr(decode(values.from_encoded_json))
+
+
+@pytest.mark.parametrize("fill", [b"\x00", b"\xff", b"\x80"])
+@pytest.mark.parametrize("table_number", [1, 16_384, ids.MAX_TABLE_NUMBER])
+def test_new_ids_checksums_of_extreme_bytes(monkeypatch: pytest.MonkeyPatch, fill: bytes, table_number: int) -> None:
+    """All-0xFF bodies give the largest Fletcher sums: the Adler-32 shortcut must still be exact."""
+    monkeypatch.setattr(bulk.os, "urandom", lambda n: fill * n)
+    internals, strings = bulk.new_ids(table_number, 3, 1_764_475_118_123.0)
+    for internal, s in zip(internals, strings, strict=True):
+        assert s == ids.encode_id(table_number, internal)
