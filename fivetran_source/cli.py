@@ -68,7 +68,10 @@ def fivetran_sync_command(
     TRUNCATE). Run it again to sync the changes since the last checkpoint.
     """
     import logging
+    import os
 
+    # gRPC's C core may print INFO lines (a GOAWAY when the connection test fails) next to the real error.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from fivetran_source.runner import RunnerError, SyncRunner
 
     # The connector runs in this process: its failures reach the user once, as this command's error.
@@ -85,4 +88,11 @@ def fivetran_sync_command(
         ).run()
     except RunnerError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted: everything up to the last checkpoint is in {warehouse}; run the same command again "
+            "to continue from there.",
+            err=True,
+        )
+        sys.exit(130)
     click.echo(summary.describe())
