@@ -44,7 +44,16 @@ def assert_clean_failure(result: Result, key: str, code: int = 1) -> str:
 
 
 def sync_args(live: LiveServer, warehouse: Path, *extra: str) -> list[str]:
-    return ["fivetran-sync", "--url", live.url, "--key", live.export_key, "--warehouse", str(warehouse), *extra]
+    return [
+        "fivetran-sync",
+        "--url",
+        live.url,
+        "--key",
+        live.export_key,
+        "--warehouse",
+        str(warehouse),
+        *extra,
+    ]
 
 
 def warehouse_count(path: Path) -> int:
@@ -105,7 +114,9 @@ def test_sync_into_a_file_of_another_kind_is_refused_before_syncing(
 
 
 @pytest.mark.parametrize("url", ["htp://127.0.0.1:3210", "http://127.0.0.1:3210/api"])
-def test_sync_with_a_typo_in_the_url_says_what_a_url_looks_like(live: LiveServer, tmp_path: Path, url: str) -> None:
+def test_sync_with_a_typo_in_the_url_says_what_a_url_looks_like(
+    live: LiveServer, tmp_path: Path, url: str
+) -> None:
     args = sync_args(live, tmp_path / "out.duckdb")
     args[args.index(live.url)] = url
     output = assert_clean_failure(invoke(args), live.export_key)
@@ -162,7 +173,17 @@ def test_export_with_a_wrong_key_says_which_option_to_fix(live: LiveServer, tmp_
 def test_export_since_a_garbage_cursor_says_what_a_cursor_is(
     live: LiveServer, tmp_path: Path, cursor: str
 ) -> None:
-    args = ["export", "--url", live.url, "--key", live.export_key, "--out", str(tmp_path / "c"), "--since", cursor]
+    args = [
+        "export",
+        "--url",
+        live.url,
+        "--key",
+        live.export_key,
+        "--out",
+        str(tmp_path / "c"),
+        "--since",
+        cursor,
+    ]
     output = assert_clean_failure(invoke(args), live.export_key, code=2)
     assert "is not a cursor" in output and "--since-manifest" in output
 
@@ -192,6 +213,14 @@ def test_destination_test_against_a_port_with_no_destination(live: LiveServer, t
 def test_destination_test_with_a_typo_in_the_url(live: LiveServer, tmp_path: Path) -> None:
     spec = tmp_path / "input.json"
     spec.write_text(json.dumps({"describe_table": ["t"]}), encoding="utf-8")
-    args = ["fivetran-destination-test", "--url", "htp://x:3210", "--key", live.admin_key, "--input", str(spec)]
+    args = [
+        "fivetran-destination-test",
+        "--url",
+        "htp://x:3210",
+        "--key",
+        live.admin_key,
+        "--input",
+        str(spec),
+    ]
     output = assert_clean_failure(invoke(args), live.admin_key, code=2)
     assert "the url was 'htp://x:3210'" in output
