@@ -27,12 +27,16 @@ from connectors.constants import FIVETRAN_LOG_ORIGIN_SOURCE, FIVETRAN_SOURCE_POR
 def fivetran_source_command(port: int, single_records: bool) -> None:
     """Run the Convex Fivetran source connector (Partner SDK v2 gRPC server) until SIGTERM."""
     from connectors.fivetran.jsonlog import configure_logging
-    from connectors.fivetran.server import ServerSettings, serve
+    from connectors.fivetran.server import PortUnavailableError, ServerSettings, serve
     from fivetran_source.service import SourceConnector, SourceOptions, register
 
     configure_logging(FIVETRAN_LOG_ORIGIN_SOURCE)
     connector = SourceConnector(SourceOptions(single_records=single_records))
-    sys.exit(serve(ServerSettings(port=port), register(connector), "Convex Fivetran source"))
+    try:
+        code = serve(ServerSettings(port=port), register(connector), "Convex Fivetran source")
+    except PortUnavailableError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @click.command("fivetran-sync")

@@ -224,3 +224,23 @@ def test_destination_test_with_a_typo_in_the_url(live: LiveServer, tmp_path: Pat
     ]
     output = assert_clean_failure(invoke(args), live.admin_key, code=2)
     assert "the url was 'htp://x:3210'" in output
+
+
+def test_export_excluding_a_column_of_a_misspelt_table_is_refused(live: LiveServer, tmp_path: Path) -> None:
+    out = tmp_path / "lake"
+    args = ["export", "--url", live.url, "--key", live.export_key, "--out", str(out)]
+    output = assert_clean_failure(invoke([*args, "--exclude-column", "userz.name"]), live.export_key)
+    assert "No such table or component: userz" in output and "users" in output
+    assert not out.exists()
+    assert invoke([*args, "--exclude-column", "users.name"]).exit_code == 0
+
+
+# --- fivetran-source -----------------------------------------------------------------------------------------
+
+
+def test_source_server_on_a_port_in_use_says_so(live: LiveServer) -> None:
+    port = live.url.rsplit(":", 1)[1].rstrip("/")  # the HTTP server's port is taken
+    result = CliRunner().invoke(main, ["fivetran-source", "--port", port])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"Could not listen on port {port}" in result.output and "another --port" in result.output
