@@ -30,6 +30,7 @@ from connectors.fivetran.jsonlog import register_secret
 from connectors.fivetran.server import ServerSettings, create_server
 from connectors.sync import fivetran_state
 from connectors.typemap.fivetran import FivetranDataType
+from fivetran_source.records import EXPIRED_CURSOR_HINT
 from fivetran_source.service import SourceConnector, SourceOptions, register
 from fivetran_source.warehouse import Cell, Warehouse, WarehouseError, warehouse_kind
 from protos import common_pb2, connector_sdk_pb2, connector_sdk_pb2_grpc
@@ -266,10 +267,7 @@ class SyncRunner:
                 elif which == "warning":
                     print(f"fivetran-sync: warning: {response.warning.message}", file=sys.stderr)
                 elif which == "task":
-                    raise RunnerError(
-                        f"The sync stopped: {response.task.message} (everything up to the last checkpoint is "
-                        f"in {self.warehouse_path}; run again to continue)"
-                    )
+                    raise RunnerError(self._task_text(response.task.message))
         except grpc.RpcError as exc:
             raise RunnerError(f"Update failed: {exc.details()}") from None
         except (sqlite3.Error, duckdb_error()) as exc:
@@ -285,6 +283,20 @@ class SyncRunner:
         summary.rows = dict(progress.counts)
         summary.elapsed_s = time.monotonic() - started
         return summary
+
+    def _task_text(self, message: str) -> str:
+        if EXPIRED_CURSOR_HINT in message:
+            # A re-run would stop the same way; Fivetran's "historical re-sync" is a fresh state here.
+            local = (
+                f"Delete the state file {self.state_path} to sync everything again: the first sync "
+                f"re-upserts every row into {self.warehouse_path} and marks the rows deleted since as "
+                "_fivetran_deleted."
+            )
+            return f"The sync stopped: {message.replace(EXPIRED_CURSOR_HINT, local)}"
+        return (
+            f"The sync stopped: {message} (everything up to the last checkpoint is in {self.warehouse_path}; "
+            "run again to continue)"
+        )
 
     @staticmethod
     def _apply(warehouse: Warehouse, record: Any, summary: SyncSummary, progress: _Progress) -> None:

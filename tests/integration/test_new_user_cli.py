@@ -86,6 +86,19 @@ def test_sync_with_a_corrupt_state_file_says_how_to_start_over_and_keeps_the_war
     assert warehouse_count(warehouse) == 40
 
 
+def test_sync_from_an_expired_cursor_says_to_delete_the_state_file(live: LiveServer, tmp_path: Path) -> None:
+    warehouse = tmp_path / "out.duckdb"
+    assert invoke(sync_args(live, warehouse, "--no-progress")).exit_code == 0
+    state = tmp_path / "out.duckdb.state.json"
+    state.write_text('{"version":2,"checkpoint":{"DeltaUpdates":{"cursor":1000}},"tablesSeen":["users"]}')
+    output = assert_clean_failure(invoke(sync_args(live, warehouse, "--no-progress")), live.export_key)
+    assert f"Delete the state file {state}" in output
+    assert "run again to continue" not in output and "Re-sync all historical data" not in output
+    state.unlink()
+    assert invoke(sync_args(live, warehouse, "--no-progress")).exit_code == 0
+    assert warehouse_count(warehouse) == 40
+
+
 def test_a_second_runner_on_the_same_warehouse_is_refused(live: LiveServer, tmp_path: Path) -> None:
     warehouse = tmp_path / "out.sqlite"
     with warehouse_lock(warehouse):  # what a running fivetran-sync holds
