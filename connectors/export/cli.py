@@ -271,6 +271,13 @@ def export_command(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"Cannot write {out}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted: the export is incomplete ({out} gets _manifest.json only when an export finishes); "
+            "run the same command again to export from the start.",
+            err=True,
+        )
+        sys.exit(130)
     _print_result(result)
 
 

@@ -257,3 +257,24 @@ def test_source_server_on_a_port_in_use_says_so(live: LiveServer) -> None:
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert f"Could not listen on port {port}" in result.output and "another --port" in result.output
+
+
+def test_ctrl_c_during_an_export_says_it_is_incomplete(
+    live: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.export import core
+
+    def interrupted(*args: object, **kwargs: object) -> core.ExportResult:
+        raise KeyboardInterrupt  # what SIGINT raises in the main thread mid-export
+
+    monkeypatch.setattr(core, "run_export", interrupted)
+    out = tmp_path / "lake"
+    result = CliRunner().invoke(
+        main, ["export", "--url", live.url, "--key", live.export_key, "--out", str(out)]
+    )
+    assert result.exit_code == 130
+    assert (
+        "Interrupted: the export is incomplete" in result.output
+        and "run the same command again" in result.output
+    )
+    assert not (out / "_manifest.json").exists()
