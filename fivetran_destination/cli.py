@@ -4,6 +4,7 @@ harness). Registered in ``connectors/cli.py``; ``fivetran-destination`` is also 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,8 @@ def tester_command(
     from fivetran_destination.migrate import documents
     from fivetran_destination.model import convex_table_name
 
+    # The in-process destination's warnings repeat the failures this command reports on its FAIL lines.
+    logging.getLogger("fivetran_destination").setLevel(logging.ERROR)
     configuration = _configuration(input_path, url, key)
     try:
         config = parse_configuration(configuration)

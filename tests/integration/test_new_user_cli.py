@@ -5,6 +5,7 @@ exits non-zero, keeps keys out of the output and loses nothing already committed
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from pathlib import Path
 
@@ -278,3 +279,20 @@ def test_ctrl_c_during_an_export_says_it_is_incomplete(
         and "run the same command again" in result.output
     )
     assert not (out / "_manifest.json").exists()
+
+
+def test_destination_test_reports_a_failure_once(
+    live: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = tmp_path / "input.json"
+    table = {"columns": {"id": "INT", "n": "LONG"}, "primary_key": ["id"]}
+    rows = [{"id": 1, "n": "not-a-number-SECRET"}]
+    spec.write_text(
+        json.dumps({"create_table": {"t": table}, "ops": [{"upsert": {"t": rows}}]}), encoding="utf-8"
+    )
+    args = ["fivetran-destination-test", "--url", live.url, "--key", live.admin_key, "--input", str(spec)]
+    caplog.set_level(logging.WARNING)
+    output = assert_clean_failure(invoke(args), live.admin_key)
+    assert output.count("Couldn't parse field n as LONG") == 1  # on the FAIL line, not again as a log line
+    assert "FAIL op 1 upsert t" in output and "SECRET" not in output
+    assert not [r for r in caplog.records if r.name.startswith("fivetran_destination")]
