@@ -4,6 +4,7 @@ harness). Registered in ``connectors/cli.py``; ``fivetran-destination`` is also 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 import orjson
 
 from connectors.constants import FIVETRAN_DESTINATION_PORT
@@ -89,19 +91,32 @@ def tester_command(
     from fivetran_destination.migrate import documents
     from fivetran_destination.model import convex_table_name
 
+    # The in-process destination's warnings repeat the failures this command reports on its FAIL lines.
+    logging.getLogger("fivetran_destination").setLevel(logging.ERROR)
     configuration = _configuration(input_path, url, key)
     try:
         config = parse_configuration(configuration)
     except ConfigurationError as e:
-        raise click.UsageError(
-            f"{e} (give --url and --key, or a configuration.json next to the input)"
-        ) from None
+        given = configuration.get("url")
+        where = (
+            f"the url was {given!r}: give the deployment's root URL, e.g. http://127.0.0.1:3210"
+            if given is not None
+            else "give --url and --key, or a configuration.json next to the input"
+        )
+        raise click.UsageError(f"{e} ({where})") from None
     try:
         report = replay(
             input_path, configuration, port=port, plain=plain_text, schema=schema_name, echo=click.echo
         )
     except HarnessError as e:
         raise click.ClickException(str(e)) from None
+    except grpc.RpcError as e:
+        if port is not None and e.code() is grpc.StatusCode.UNAVAILABLE:
+            raise click.ClickException(
+                f"No destination answers on localhost:{port}. Start one there (`convex-connectors "
+                f"fivetran-destination --port {port}`), or leave out --port to run one in this process."
+            ) from None
+        raise click.ClickException(f"The destination failed: {e.code().name}: {e.details()}") from None
     if print_tables and all(s.ok for s in report.steps if s.label.startswith("Test")):
         spec = json.loads(Path(input_path).read_text(encoding="utf-8"))
         names = list(spec.get("create_table") or {})

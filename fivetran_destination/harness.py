@@ -509,6 +509,10 @@ _SYNC_MODE_MIGRATIONS: Final = {
 }
 
 
+# The top-level sections of a destination-tester input file, in the order they are replayed.
+INPUT_SECTIONS: Final = ("create_table", "alter_table", "ops", "schema_migration", "describe_table")
+
+
 def load_input(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -519,6 +523,13 @@ def load_input(path: str) -> dict[str, Any]:
         raise HarnessError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(spec, dict):
         raise HarnessError(f"{path} must hold a JSON object (the destination tester's input format)")
+    unknown = sorted(set(spec) - set(INPUT_SECTIONS))
+    if unknown:
+        # A misspelt section would otherwise be skipped and the replay reported as a success.
+        raise HarnessError(
+            f"{path}: unknown section(s) {', '.join(map(repr, unknown))}; the destination tester's input has "
+            f"{', '.join(INPUT_SECTIONS)}"
+        )
     return spec
 
 

@@ -32,12 +32,16 @@ from connectors.constants import FIVETRAN_LOG_ORIGIN_SOURCE, FIVETRAN_SOURCE_POR
 def fivetran_source_command(port: int, single_records: bool, gzip_update: bool) -> None:
     """Run the Convex Fivetran source connector (Partner SDK v2 gRPC server) until SIGTERM."""
     from connectors.fivetran.jsonlog import configure_logging
-    from connectors.fivetran.server import ServerSettings, serve
+    from connectors.fivetran.server import PortUnavailableError, ServerSettings, serve
     from fivetran_source.service import SourceConnector, SourceOptions, register
 
     configure_logging(FIVETRAN_LOG_ORIGIN_SOURCE)
     connector = SourceConnector(SourceOptions(single_records=single_records, gzip_update=gzip_update))
-    sys.exit(serve(ServerSettings(port=port), register(connector), "Convex Fivetran source"))
+    try:
+        code = serve(ServerSettings(port=port), register(connector), "Convex Fivetran source")
+    except PortUnavailableError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @click.command("fivetran-sync")
@@ -87,7 +91,10 @@ def fivetran_sync_command(
     TRUNCATE). Run it again to sync the changes since the last checkpoint.
     """
     import logging
+    import os
 
+    # gRPC's C core may print INFO lines (a GOAWAY when the connection test fails) next to the real error.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from fivetran_source.runner import RunnerError, SyncRunner
 
     # The connector runs in this process: its failures reach the user once, as this command's error.
@@ -106,4 +113,11 @@ def fivetran_sync_command(
         ).run()
     except RunnerError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted: everything up to the last checkpoint is in {warehouse}; run the same command again "
+            "to continue from there.",
+            err=True,
+        )
+        sys.exit(130)
     click.echo(summary.describe())

@@ -9,8 +9,11 @@ are re-sent and re-applied as idempotent upserts.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -22,10 +25,12 @@ from typing import Any, Final
 import grpc
 
 from connectors.constants import FIVETRAN_GRPC_MAX_MESSAGE_BYTES
-from connectors.fivetran.config import KEY_KEY, URL_KEY
+from connectors.fivetran.config import INVALID_URL, KEY_KEY, NOT_A_ROOT_URL, URL_KEY, URL_WITHOUT_HOST
 from connectors.fivetran.jsonlog import register_secret
 from connectors.fivetran.server import ServerSettings, create_server
+from connectors.sync import fivetran_state
 from connectors.typemap.fivetran import FivetranDataType
+from fivetran_source.records import EXPIRED_CURSOR_HINT
 from fivetran_source.service import SourceConnector, SourceOptions, register
 from fivetran_source.warehouse import Cell, Warehouse, WarehouseError, warehouse_kind
 from protos import common_pb2, connector_sdk_pb2, connector_sdk_pb2_grpc
@@ -78,11 +83,55 @@ def decode_value(value: common_pb2.ValueType) -> Cell:
     return Cell(member, getattr(value, member))
 
 
-def read_state(path: Path) -> str | None:
-    if not path.exists():
+def read_state(path: Path, warehouse: Path) -> str | None:
+    """The state file's text, checked before the connector sees it (its errors speak of Fivetran's UI)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
         return None
-    text = path.read_text(encoding="utf-8").strip()
-    return text or None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunnerError(f"Cannot read the state file {path}: {exc}") from None
+    if not text:
+        return None
+    try:
+        fivetran_state.parse(text)
+    except fivetran_state.FivetranStateError as exc:
+        problem = str(exc).replace(fivetran_state.RESYNC_HINT, "").strip()
+        raise RunnerError(
+            f"The state file {path} cannot be used: {problem} Delete it (or pass --state with a new file) to "
+            f"sync everything again: the rows already in {warehouse} are upserted again, nothing is lost."
+        ) from None
+    return text
+
+
+@contextlib.contextmanager
+def warehouse_lock(warehouse: Path) -> Iterator[None]:
+    """One runner per warehouse: an flock on ``<warehouse>.lock`` (released by the OS if the process dies).
+
+    Two runners would interleave upserts and overwrite each other's state file; DuckDB also refuses a
+    second writer, SQLite fails it with "database is locked" mid-sync."""
+    lock_path = warehouse.with_name(warehouse.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise RunnerError(
+            f"Cannot create {lock_path} ({exc.strerror or exc}): check that the warehouse's directory exists "
+            "and is writable."
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise RunnerError(
+                f"Another fivetran-sync (process {holder}) is writing to {warehouse}: wait for it to finish, "
+                "or sync into another --warehouse."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_state(path: Path, state_json: str) -> None:
@@ -157,6 +206,10 @@ class SyncRunner:
             warehouse_kind(self.warehouse_path)
         except WarehouseError as exc:
             raise RunnerError(str(exc)) from None
+        with warehouse_lock(self.warehouse_path):
+            return self._serve_and_run()
+
+    def _serve_and_run(self) -> SyncSummary:
         connector = SourceConnector(SourceOptions(single_records=self.single_records))
         bound = create_server(
             ServerSettings(port=0, max_workers=4, grace_seconds=5), register(connector), (LOOPBACK,)
@@ -174,7 +227,14 @@ class SyncRunner:
         started = time.monotonic()
         test = stub.Test(common_pb2.TestRequest(name="connection", configuration=self.configuration))
         if test.WhichOneof("response") == "failure":
-            raise RunnerError(f"Connection test failed: {test.failure}")
+            hint = ""
+            if test.failure in (INVALID_URL, URL_WITHOUT_HOST, NOT_A_ROOT_URL):
+                url = self.configuration[URL_KEY]
+                hint = (
+                    f" --url was {url!r}: give the deployment's root URL, http:// or https:// with no path, "
+                    "e.g. http://127.0.0.1:3210 or https://happy-otter-123.convex.cloud."
+                )
+            raise RunnerError(f"Connection test failed: {test.failure}{hint}")
         try:
             schema = stub.Schema(connector_sdk_pb2.SchemaRequest(configuration=self.configuration))
         except grpc.RpcError as exc:
@@ -194,7 +254,7 @@ class SyncRunner:
         chosen = update_selection(schema.with_schema, self.tables, self.components)
         if chosen is not None:
             request.selection.CopyFrom(chosen)
-        state_json = read_state(self.state_path)
+        state_json = read_state(self.state_path, self.warehouse_path)
         if state_json is not None:
             request.state_json = state_json
         try:
@@ -214,18 +274,36 @@ class SyncRunner:
                 elif which == "warning":
                     print(f"fivetran-sync: warning: {response.warning.message}", file=sys.stderr)
                 elif which == "task":
-                    raise RunnerError(
-                        f"The sync stopped: {response.task.message} (everything up to the last checkpoint is "
-                        f"in {self.warehouse_path}; run again to continue)"
-                    )
+                    raise RunnerError(self._task_text(response.task.message))
         except grpc.RpcError as exc:
             raise RunnerError(f"Update failed: {exc.details()}") from None
+        except (sqlite3.Error, duckdb_error()) as exc:
+            # The database's text may quote row values: name the failure, not the data.
+            raise RunnerError(
+                f"The warehouse {self.warehouse_path} refused a write ({type(exc).__module__}."
+                f"{type(exc).__name__}); everything up to the last checkpoint is kept and a re-run continues "
+                "from there. Check the disk (space, permissions) or sync into a new --warehouse."
+            ) from None
         finally:
             progress.close()
             warehouse.close()
         summary.rows = dict(progress.counts)
         summary.elapsed_s = time.monotonic() - started
         return summary
+
+    def _task_text(self, message: str) -> str:
+        if EXPIRED_CURSOR_HINT in message:
+            # A re-run would stop the same way; Fivetran's "historical re-sync" is a fresh state here.
+            local = (
+                f"Delete the state file {self.state_path} to sync everything again: the first sync "
+                f"re-upserts every row into {self.warehouse_path} and marks the rows deleted since as "
+                "_fivetran_deleted."
+            )
+            return f"The sync stopped: {message.replace(EXPIRED_CURSOR_HINT, local)}"
+        return (
+            f"The sync stopped: {message} (everything up to the last checkpoint is in {self.warehouse_path}; "
+            "run again to continue)"
+        )
 
     @staticmethod
     def _apply(warehouse: Warehouse, record: Any, summary: SyncSummary, progress: _Progress) -> None:
@@ -293,6 +371,13 @@ def update_selection(
             ],
         )
     )
+
+
+def duckdb_error() -> type[Exception]:
+    """``duckdb.Error`` (imported only when needed: SQLite warehouses do not need DuckDB)."""
+    import duckdb
+
+    return duckdb.Error
 
 
 def records_of(responses: Iterator[connector_sdk_pb2.UpdateResponse]) -> Iterator[Any]:

@@ -31,6 +31,7 @@ from connectors.typemap.fivetran import FivetranDataType
 
 DUCKDB_SUFFIXES: Final = (".duckdb", ".ddb")
 SQLITE_SUFFIXES: Final = (".sqlite", ".sqlite3", ".db")
+_DUCKDB_ROWS_PER_INSERT: Final = 256
 
 # The ValueType member a value arrives as -> the column type it implies.
 MEMBER_TYPES: Final[dict[str, FivetranDataType]] = {
@@ -124,12 +125,23 @@ class Warehouse:
         if self.kind == "duckdb":
             import duckdb
 
-            self._duck = duckdb.connect(str(path))
+            try:
+                self._duck = duckdb.connect(str(path))
+            except duckdb.Error as exc:
+                raise WarehouseError(f"Cannot open the DuckDB warehouse {path}: {exc}") from None
             self._duck.execute("BEGIN")
             self._types = _DUCKDB_TYPES
         else:
-            self._sqlite = sqlite3.connect(str(path), isolation_level=None)
-            self._sqlite.execute("BEGIN")
+            try:
+                self._sqlite = sqlite3.connect(str(path), isolation_level=None)
+                # Fails here, not mid-sync, on a file that is not an SQLite database.
+                self._sqlite.execute("PRAGMA schema_version")
+                self._sqlite.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise WarehouseError(
+                    f"Cannot open the SQLite warehouse {path}: {exc} (is it an SQLite file, in a writable "
+                    "directory?)"
+                ) from None
             self._types = _SQLITE_TYPES
         self._tables: dict[tuple[str, str], _Table] = {}
         self._last_synced = datetime.fromtimestamp(0, UTC)
@@ -248,13 +260,17 @@ class Warehouse:
         columns = [c for c in table.columns if c not in (FIVETRAN_SYNCED_COLUMN, FIVETRAN_DELETED_COLUMN)]
         synced = self._synced_param(self._now())
         names = ", ".join(_q(c) for c in [*columns, FIVETRAN_SYNCED_COLUMN, FIVETRAN_DELETED_COLUMN])
-        marks = ", ".join("?" for _ in range(len(columns) + 2))
-        sql = f"INSERT OR REPLACE INTO {self.table_sql_name(table.schema, table.name)} ({names}) VALUES ({marks})"
+        marks = "(" + ", ".join("?" for _ in range(len(columns) + 2)) + ")"
+        sql = f"INSERT OR REPLACE INTO {self.table_sql_name(table.schema, table.name)} ({names}) VALUES "
         params = [[*(self._sql_value(table, c, row.get(c)) for c in columns), synced, False] for row in rows]
         if self.kind == "duckdb":
-            self._duck.executemany(sql, params)
+            # DuckDB runs executemany as one statement per row (about 2 ms a row with the primary-key
+            # check); multi-row VALUES statements cost about 1/100 of that.
+            for start in range(0, len(params), _DUCKDB_ROWS_PER_INSERT):
+                chunk = params[start : start + _DUCKDB_ROWS_PER_INSERT]
+                self._duck.execute(sql + ", ".join([marks] * len(chunk)), [v for row in chunk for v in row])
         else:
-            self._sqlite.executemany(sql, params)
+            self._sqlite.executemany(sql + marks, params)
 
     def flush_all(self) -> None:
         for table in self._tables.values():

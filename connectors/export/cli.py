@@ -74,6 +74,25 @@ class CliProgress:
             self._bar = None
 
 
+class _CursorType(click.ParamType):
+    """A change cursor: the integer an earlier export printed (click's IntRange text would not say so)."""
+
+    name = "cursor"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not text.isascii() or not text.isdigit():
+            self.fail(
+                f"{value!r} is not a cursor: give the integer an earlier export printed after `--since` (its "
+                "_manifest.json `cursor`), or use --since-manifest OLD_OUT.",
+                param,
+                ctx,
+            )
+        return int(text)
+
+
 def _table_ref(value: str, option: str) -> TableRef:
     ref = TableRef.from_key(value.strip())
     if not ref.table:
@@ -175,7 +194,7 @@ def _print_result(result: ExportResult) -> None:
 )
 @click.option(
     "--since",
-    type=click.IntRange(min=0),
+    type=_CursorType(),
     default=None,
     metavar="CURSOR",
     help="Only the changes after this cursor (an earlier export's).",
@@ -257,6 +276,13 @@ def export_command(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"Cannot write {out}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted: the export is incomplete ({out} gets _manifest.json only when an export finishes); "
+            "run the same command again to export from the start.",
+            err=True,
+        )
+        sys.exit(130)
     _print_result(result)
 
 
@@ -267,7 +293,7 @@ def _convex_error(exc: Exception, where: str) -> click.ClickException:
 
 def _export_http(url: str, key: str | None, options: ExportOptions) -> ExportResult:
     from connectors.client import ClientConfig, ConvexClient
-    from connectors.errors import ConvexError, TransientError
+    from connectors.errors import ConvexError, ForbiddenError, TransientError, UnauthenticatedError
     from connectors.export.core import run_export
     from connectors.sync import HttpReader
 
@@ -281,6 +307,13 @@ def _export_http(url: str, key: str | None, options: ExportOptions) -> ExportRes
     except TransientError as exc:
         raise click.ClickException(
             f"Cannot reach {url}: {exc.message} Check the URL and that the deployment is running."
+        ) from None
+    except (UnauthenticatedError, ForbiddenError) as exc:
+        # The server's text names the key problem; say which option to fix.
+        raise click.ClickException(
+            f"Cannot export from {url}: {exc.message.rstrip('.')}. Check --key (or CONVEX_DEPLOY_KEY): it must be an "
+            "admin or export deploy key of this deployment (`convex-connectors keygen --kind export` makes one "
+            "for a local deployment)."
         ) from None
     except (ConvexError, ValueError) as exc:
         raise _convex_error(exc, f"Cannot export from {url}") from None

@@ -335,6 +335,8 @@ class _Exporter:
             selected[ref] = _select_columns(out[ref], self.selection, ref)
         missing = [ref.key for ref in self.options.tables if ref not in out]
         missing += [c for c in self.options.components if not any(ref.component == c for ref in out)]
+        # A misspelt --exclude-column table would otherwise export the column it meant to leave out.
+        missing += [ref.key for ref in self.options.excluded_columns if ref not in out]
         if missing:
             known = sorted({ref.key for ref in out if not is_system_name(ref.table)})
             shown = ", ".join(known[:20]) + (", …" if len(known) > 20 else "")

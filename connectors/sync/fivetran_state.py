@@ -30,6 +30,9 @@ _HINT: Final = (
     "connection in Fivetran to start from a fresh state."
 )
 
+# What a state error says to do in Fivetran; a local runner replaces it with its own advice.
+RESYNC_HINT: Final = _HINT
+
 
 class FivetranStateError(ValueError):
     """The stored Fivetran state cannot be used; the text says what was wrong and what to do."""
