@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,27 @@ def test_destination_test_reports_a_failure_once(
     assert output.count("Couldn't parse field n as LONG") == 1  # on the FAIL line, not again as a log line
     assert "FAIL op 1 upsert t" in output and "SECRET" not in output
     assert not [r for r in caplog.records if r.name.startswith("fivetran_destination")]
+
+
+def test_sync_of_one_table_leaves_the_others_out_and_a_misspelt_table_is_named(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    write(live.deployment, "orders", [{"n": i} for i in range(5)])
+    warehouse = tmp_path / "out.sqlite"
+    result = invoke(sync_args(live, warehouse, "--table", "orders"))
+    assert result.exit_code == 0, result.output
+    synced = Warehouse(warehouse, {})
+    try:
+        assert len(synced.rows("app", "orders")) == 5
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            synced.rows("app", "users")
+    finally:
+        synced.close()
+    output = assert_clean_failure(
+        invoke(sync_args(live, tmp_path / "b.sqlite", "--table", "ordrs")), live.export_key
+    )
+    assert "No table 'ordrs'" in output
+    output = assert_clean_failure(
+        invoke(sync_args(live, tmp_path / "c.sqlite", "--component", "shop")), live.export_key
+    )
+    assert "No component 'shop'" in output
