@@ -335,7 +335,13 @@ class _Server:
         return await run_in_threadpool(self._run, spec, raw, gzip_ok)
 
     def _run(self, spec: _Endpoint, raw: Any, gzip_ok: bool) -> Response:
-        reply = spec.work(_parse_json(raw) if spec.source == "json" else raw)
+        if spec.source == "json":
+            # An import request builds and drops its rows, documents and index entries (tens of thousands
+            # of acyclic dicts, tuples and lists): collections during it re-scan them, ~10% of its CPU.
+            with gc_paused():
+                reply = spec.work(_parse_json(raw))
+        else:
+            reply = spec.work(raw)
         body = reply.body
         if reply.media_type is None:
             return Response(body, 200)
