@@ -13,7 +13,6 @@ Both give exactly what the per-document functions give (``ids.new_internal_id`` 
 
 from __future__ import annotations
 
-import base64
 import operator
 import os
 import time
@@ -30,14 +29,57 @@ from connectors.values.scalars import INT64_MIN as _INT64_MIN
 
 __all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
 
-# RFC 4648 base32 (what base64.b32encode writes) -> lower-case Crockford (what ids use).
-_TO_CROCKFORD: Final = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz"
-)
 _RANDOM_LEN: Final = ids.INTERNAL_ID_LEN - 2
 _DAY_MS: Final = 86_400_000
 # Longest body whose Fletcher sums stay below Adler-32's modulus: n + 255·n(n+1)/2 < 65521.
 _ADLER_EXACT_MAX_LEN: Final = 21
+
+
+def _column_table(f: Any) -> bytes:
+    return bytes(f(x) for x in range(256))
+
+
+# Per byte of a 5-byte group, the bits it gives each of the group's eight 5-bit characters (RFC 4648
+# order): (character, byte, table).
+_B32_PARTS: Final = (
+    (0, 0, _column_table(lambda x: x >> 3)),
+    (1, 0, _column_table(lambda x: (x & 0x07) << 2)),
+    (1, 1, _column_table(lambda x: x >> 6)),
+    (2, 1, _column_table(lambda x: (x >> 1) & 0x1F)),
+    (3, 1, _column_table(lambda x: (x & 0x01) << 4)),
+    (3, 2, _column_table(lambda x: x >> 4)),
+    (4, 2, _column_table(lambda x: (x & 0x0F) << 1)),
+    (4, 3, _column_table(lambda x: x >> 7)),
+    (5, 3, _column_table(lambda x: (x >> 2) & 0x1F)),
+    (6, 3, _column_table(lambda x: (x & 0x03) << 3)),
+    (6, 4, _column_table(lambda x: x >> 5)),
+    (7, 4, _column_table(lambda x: x & 0x1F)),
+)
+_CROCKFORD_DIGITS: Final = bytes.maketrans(bytes(range(32)), b"0123456789abcdefghjkmnpqrstvwxyz")
+
+
+def crockford_base32(data: bytes) -> bytes:
+    """``base64.b32encode(data)`` in ids' lower-case Crockford alphabet, for ``data`` of a whole number of
+    5-byte groups (so no padding). Computed column-wise in C (CPython 3.11's b32encode loops over the groups
+    in Python): byte ``j`` of every group is ``data[j::5]``; a translate gives each column's bits for one
+    character, two columns' bits for the same character (disjoint) combine by OR as big integers, and the
+    eight character columns are interleaved by slice assignment."""
+    if len(data) % 5:
+        raise ValueError("crockford_base32 takes whole 5-byte groups")
+    groups = len(data) // 5
+    columns = [data[j::5] for j in range(5)]
+    chars: list[bytes | None] = [None] * 8
+    for char, byte, table in _B32_PARTS:
+        bits = columns[byte].translate(table)
+        prior = chars[char]
+        if prior is not None:
+            bits = (int.from_bytes(prior, "big") | int.from_bytes(bits, "big")).to_bytes(groups, "big")
+        chars[char] = bits
+    out = bytearray(8 * groups)
+    for char, bits in enumerate(chars):
+        assert bits is not None
+        out[char::8] = bits
+    return bytes(out).translate(_CROCKFORD_DIGITS)
 
 
 def _day_suffix(now_ms: float | None) -> bytes:
@@ -79,7 +121,7 @@ def new_ids(table_number: int, count: int, now_ms: float | None) -> tuple[list[b
             check = (((sum(map(mul, body, weights)) & 0xFF) << 8) | (sum(body) & 0xFF)) ^ version
             parts.append(body)
             parts.append(check.to_bytes(2, "little"))
-    text = base64.b32encode(b"".join(parts)).translate(_TO_CROCKFORD).decode("ascii")
+    text = crockford_base32(b"".join(parts)).decode("ascii")
     width = body_len * 8 // 5
     strings = [text[i : i + width] for i in range(0, len(text), width)]
     return internals, strings

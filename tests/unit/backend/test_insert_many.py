@@ -4,6 +4,8 @@ conversion of known keys, plain Fivetran rows) give what the general converters 
 
 from __future__ import annotations
 
+import base64
+import random
 from typing import Any
 
 import pytest
@@ -112,6 +114,19 @@ def test_new_ids_match_encode_id(table_number: int) -> None:
         assert len(internal) == ids.INTERNAL_ID_LEN and internal.endswith(day)
         assert s == ids.encode_id(table_number, internal)
         assert ids.decode_id(s) == (table_number, internal)
+
+
+@pytest.mark.parametrize("size", [0, 5, 20, 100, 5 * 2001])
+def test_crockford_base32_matches_b32encode(size: int) -> None:
+    crockford = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+    rnd = random.Random(size)
+    for data in (bytes(size), b"\xff" * size, rnd.randbytes(size), rnd.randbytes(size)):
+        assert bulk.crockford_base32(data) == base64.b32encode(data).translate(crockford)
+
+
+def test_crockford_base32_refuses_partial_groups() -> None:
+    with pytest.raises(ValueError, match="5-byte groups"):
+        bulk.crockford_base32(b"1234")
 
 
 def test_shape_batch_matches_add_shape_counts() -> None:
