@@ -18,16 +18,19 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
+
+import orjson
 
 from connectors import ids, values
 from connectors.errors import InvalidValueError
 from connectors.shapes import ShapeKey, add_shape_counts
 from connectors.values.index_keys import _T_FLOAT, _T_INT, _T_STRING, _TERM, _float_order_bits
+from connectors.values.scalars import _OPT_SORT, _PACK_I64, _b64, _copysign, _dumps
 from connectors.values.scalars import INT64_MAX as _INT64_MAX
 from connectors.values.scalars import INT64_MIN as _INT64_MIN
 
-__all__ = ["IndexKeys", "ShapeBatch", "new_ids"]
+__all__ = ["DocumentEncoder", "IndexKeys", "ShapeBatch", "crockford_base32", "new_ids"]
 
 _RANDOM_LEN: Final = ids.INTERNAL_ID_LEN - 2
 _DAY_MS: Final = 86_400_000
@@ -76,9 +79,9 @@ def crockford_base32(data: bytes) -> bytes:
             bits = (int.from_bytes(prior, "big") | int.from_bytes(bits, "big")).to_bytes(groups, "big")
         chars[char] = bits
     out = bytearray(8 * groups)
-    for char, bits in enumerate(chars):
-        assert bits is not None
-        out[char::8] = bits
+    for char, column in enumerate(chars):
+        assert column is not None
+        out[char::8] = column
     return bytes(out).translate(_CROCKFORD_DIGITS)
 
 
@@ -200,6 +203,105 @@ def _array_signature(arr: list[Any]) -> tuple[Any, ...] | None:
     return (list, tuple(parts))
 
 
+class _Plan(NamedTuple):
+    """Where an object of a known signature holds the values its storage encoding must look at: Int64s
+    (written as ``$integer`` objects), floats (special ones are tagged) and nested objects."""
+
+    ints: tuple[str, ...]
+    floats: tuple[str, ...]
+    objects: tuple[tuple[str, _Plan], ...]
+    flags: int  # FLAG_INT if the object or a nested one holds an Int64
+
+
+def _plan_of(obj: dict[str, Any]) -> _Plan | None:
+    """The plan of an object of scalars and nested such objects; None for one holding arrays or bytes."""
+    ints: list[str] = []
+    floats: list[str] = []
+    objects: list[tuple[str, _Plan]] = []
+    flags = 0
+    for k, v in obj.items():
+        t = type(v)
+        if t is int:
+            ints.append(k)
+            flags = values.FLAG_INT
+        elif t is float:
+            floats.append(k)
+        elif t is dict:
+            plan = _plan_of(v)
+            if plan is None:
+                return None
+            objects.append((k, plan))
+            flags |= plan.flags
+        elif not (t is str or t is bool or v is None):
+            return None
+    return _Plan(tuple(ints), tuple(floats), tuple(objects), flags)
+
+
+def _storage_form(obj: dict[str, Any], plan: _Plan) -> dict[str, Any] | None:
+    """What ``values.encode_document`` dumps for ``obj`` (an object of the plan's signature, so already
+    validated but for its values): ``obj`` itself or a copy with Int64s as ``$integer`` objects; None when a
+    value needs the general encoder (a special float, an out-of-range int), which also raises its errors."""
+    for k in plan.floats:
+        v = obj[k]
+        if v - v != 0.0 or (v == 0.0 and _copysign(1.0, v) < 0.0):
+            return None
+    if not plan.flags:
+        return obj
+    out = dict(obj)
+    for k in plan.ints:
+        v = obj[k]
+        if not _INT64_MIN <= v <= _INT64_MAX:
+            return None
+        out[k] = {"$integer": _b64(_PACK_I64(v))}
+    for k, nested in plan.objects:
+        form = _storage_form(obj[k], nested)
+        if form is None:
+            return None
+        out[k] = form
+    return out
+
+
+_UNSEEN: Final[Any] = object()
+_MAX_PLANS: Final = 256
+
+
+class DocumentEncoder:
+    """``values.encode_document`` for a batch's documents, each with its shape signature for
+    :meth:`ShapeBatch.add_signed`.
+
+    A batch's documents mostly share a few signatures (field names and value types at every level). The
+    first document of a signature takes the general encoder (every check); one that passes them without
+    special values gives the signature a plan, and the later documents of that signature are encoded by
+    the plan: the same names and structure passed the name, nesting and field-count checks, so only their
+    floats, Int64s, strings (by the JSON dump) and size are looked at. Anything else (arrays, bytes, special
+    floats, a failed check) takes the general encoder, errors included."""
+
+    __slots__ = ("_plans",)
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[Any, ...], _Plan | None] = {}
+
+    def encode(self, doc: dict[str, Any]) -> tuple[values.EncodedDocument, tuple[Any, ...] | None]:
+        """The document's encoding and shape signature (None: count its shape document by document)."""
+        signature = _object_signature(doc)
+        plan = _UNSEEN
+        if signature is not None:
+            plan = self._plans.get(signature, _UNSEEN)
+            if plan is not _UNSEEN and plan is not None:
+                form = _storage_form(doc, plan)
+                if form is not None:
+                    try:
+                        body = _dumps(form, option=_OPT_SORT)
+                    except orjson.JSONEncodeError:  # a lone surrogate: the general encoder names it
+                        body = None
+                    if body is not None and len(body) <= values.MAX_DOCUMENT_SIZE:
+                        return values.EncodedDocument(body, plan.flags, len(body)), signature
+        encoded = values.encode_document(doc)
+        if plan is _UNSEEN and signature is not None and len(self._plans) < _MAX_PLANS:
+            self._plans[signature] = None if encoded.flags & ~values.FLAG_INT else _plan_of(doc)
+        return encoded, None if encoded.flags & _SPECIAL_FLOATS else signature
+
+
 class ShapeBatch:
     """Collects documents for shape counting; :meth:`add_to` adds ``+1`` per document to a counter."""
 
@@ -213,6 +315,17 @@ class ShapeBatch:
         """``flags``: the document's encoding flags (``values.encode_document``), which say whether any
         float in it is special (its tag then depends on the value)."""
         signature = None if flags & _SPECIAL_FLOATS else _object_signature(doc)
+        if signature is None:
+            self._others.append(doc)
+            return
+        group = self._groups.get(signature)
+        if group is None:
+            self._groups[signature] = [doc, 1]
+        else:
+            group[1] += 1
+
+    def add_signed(self, doc: dict[str, Any], signature: tuple[Any, ...] | None) -> None:
+        """:meth:`add` with the signature ``DocumentEncoder.encode`` gave (None: no signature)."""
         if signature is None:
             self._others.append(doc)
             return

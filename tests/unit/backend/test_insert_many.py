@@ -129,6 +129,57 @@ def test_crockford_base32_refuses_partial_groups() -> None:
         bulk.crockford_base32(b"1234")
 
 
+def _encoding_or_error(encode: Any, doc: dict[str, Any]) -> Any:
+    try:
+        return encode(doc)
+    except InvalidValueError as e:
+        return type(e), e.message
+
+
+_BIG = "x" * (values.MAX_DOCUMENT_SIZE - 200)
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"k": "b", "n": 2.5, "i": -(2**63), "o": {"p": 0.5, "i": 2**63 - 1, "s": "t"}, "z": None},
+        {"k": "b", "n": float("nan"), "i": 1, "o": {"p": 1.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 1, "o": {"p": -0.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": float("-inf"), "i": 1, "o": {"p": 0.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 2**63, "o": {"p": 1.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 1, "o": {"p": 1.0, "i": -(2**63) - 1, "s": "t"}, "z": None},
+        {"k": "\ud800", "n": 1.0, "i": 1, "o": {"p": 1.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 1, "o": {"p": 1.0, "i": 2, "s": "\udfff"}, "z": None},
+        {"k": _BIG, "n": 1.0, "i": 1, "o": {"p": 1.0, "i": 2, "s": _BIG}, "z": None},
+    ],
+)
+def test_document_encoder_matches_encode_document(later: dict[str, Any]) -> None:
+    """A document of a signature already seen takes the plan: same body, flags and errors as the
+    general encoder (special floats, out-of-range ints, lone surrogates, size)."""
+    first = {"k": "a", "n": 1.0, "i": 7, "o": {"p": 2.0, "i": 8, "s": "u"}, "z": None}
+    encoder = bulk.DocumentEncoder()
+    for doc in (first, later, first, dict(later)):
+        got = _encoding_or_error(lambda d: encoder.encode(d)[0], doc)
+        assert got == _encoding_or_error(values.encode_document, doc)
+
+
+def test_document_encoder_signatures_count_shapes() -> None:
+    """``add_signed`` with the encoder's signatures counts what ``add_shape_counts`` counts, documents of
+    a first-seen special float included."""
+    docs = [*DOCS, *DOCS, {"k": "a", "n": float("nan"), "t": ["x", "y"], "b": True, "z": None}]
+    expected: dict[Any, int] = {}
+    encoder = bulk.DocumentEncoder()
+    batch = bulk.ShapeBatch()
+    for doc in docs:
+        add_shape_counts(doc, 1, expected)
+        encoded, signature = encoder.encode(doc)
+        assert encoded == values.encode_document(doc)
+        batch.add_signed(doc, signature)
+    got: dict[Any, int] = {}
+    batch.add_to(got)
+    assert got == expected
+
+
 def test_shape_batch_matches_add_shape_counts() -> None:
     docs = [*DOCS, *DOCS[:2], {"k": "a", "n": 1}, {"n": 1.0, "k": "a"}]
     expected: dict[Any, int] = {}
