@@ -25,7 +25,15 @@ import orjson
 from connectors import ids, values
 from connectors.errors import InvalidValueError
 from connectors.shapes import ShapeKey, add_shape_counts
-from connectors.values.index_keys import _T_FLOAT, _T_INT, _T_STRING, _TERM, _float_order_bits
+from connectors.values.index_keys import (
+    _T_FALSE,
+    _T_FLOAT,
+    _T_INT,
+    _T_STRING,
+    _T_TRUE,
+    _TERM,
+    _float_order_bits,
+)
 from connectors.values.scalars import _OPT_SORT, _PACK_I64, _b64, _copysign, _dumps
 from connectors.values.scalars import INT64_MAX as _INT64_MAX
 from connectors.values.scalars import INT64_MIN as _INT64_MIN
@@ -360,15 +368,17 @@ class IndexKeys:
     A key is the concatenation of its values' encodings; the encodings of repeated scalars (a batch's
     ``_creationTime``, flags such as ``fivetran.deleted``, sync timestamps) are computed once per batch."""
 
-    __slots__ = ("_cache",)
+    __slots__ = ("_cache", "_floats")
 
     def __init__(self) -> None:
         self._cache: dict[tuple[type, Any], bytes] = {}
+        self._floats: dict[float, bytes] = {}  # non-zero floats only (so no 0.0 / -0.0 / int confusion)
 
     def key(self, doc: dict[str, Any], paths: Sequence[tuple[str, ...]]) -> bytes:
         """``values.encode_index_key`` of the values at ``paths`` in ``doc``."""
         missing = values.MISSING
-        found: list[Any] = []
+        floats = self._floats
+        parts: list[bytes] = []
         for path in paths:
             # values.get_path, unrolled for the common paths of one or two names.
             if len(path) == 1:
@@ -378,8 +388,22 @@ class IndexKeys:
                 v = v.get(path[1], missing) if type(v) is dict else missing
             else:
                 v = values.get_path(doc, path)
-            found.append(v)
-        return self.encode(found)
+            # The common values encoded here (as :meth:`encode` does); the others by :meth:`encode`.
+            t = type(v)
+            if t is float and v:
+                part = floats.get(v)
+                if part is None:
+                    part = floats[v] = _T_FLOAT + _float_order_bits(v).to_bytes(8, "big")
+            elif t is int and _INT64_MIN <= v <= _INT64_MAX:
+                part = _T_INT + (v - _INT64_MIN).to_bytes(8, "big")
+            elif t is bool:
+                part = _T_TRUE if v else _T_FALSE
+            elif t is str and v.isascii():  # the string case of _encode_key_value (ASCII: no lone surrogate)
+                part = _T_STRING + v.encode("ascii").replace(b"\x00", b"\x00\xff") + _TERM
+            else:
+                return self.encode([values.get_path(doc, path) for path in paths])
+            parts.append(part)
+        return b"".join(parts)
 
     def encode(self, key: Sequence[Any]) -> bytes:
         """``values.encode_index_key(key)``, errors included."""

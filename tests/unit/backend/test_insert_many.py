@@ -202,6 +202,9 @@ def test_index_keys_match_encode_index_key() -> None:
         {"a": float("nan"), "b": {"c": True}, "_creationTime": 5.0},
         {"a": 1, "b": [], "d": [1.0, "s"], "_creationTime": 5.0},
         {"a": 1.0, "b": {"c": 1}, "d": {"e": b"\x00"}, "_creationTime": 6.0},
+        {"a": 2**63 - 1, "b": {"c": True}, "d": "a\x00b", "_creationTime": -1.5},
+        {"a": -(2**63), "b": {"c": False}, "d": "", "_creationTime": float("-inf")},
+        {"a": float("inf"), "b": {"c": 1.0}, "d": "é", "_creationTime": 1704773419000.0001},
     ]:
         expected = values.encode_index_key([values.get_path(doc, p) for p in paths])
         assert keys.key(doc, paths) == expected
@@ -214,6 +217,11 @@ def test_index_keys_match_encode_index_key() -> None:
         {"x": {"y": {"z": None}}, "b": {}},
     ]:
         assert keys.key(doc, deep) == values.encode_index_key([values.get_path(doc, p) for p in deep])
+    with pytest.raises(InvalidValueError) as bad:
+        keys.key({"s": 1.5, "i": 2**63}, (("s",), ("i",)))
+    with pytest.raises(InvalidValueError) as reference:
+        values.encode_index_key([1.5, 2**63])
+    assert (bad.value.message, bad.value.path) == (reference.value.message, reference.value.path)
     with pytest.raises(InvalidValueError) as bad:
         keys.key({"s": "\ud800"}, (("s",),))
     with pytest.raises(InvalidValueError) as reference:
