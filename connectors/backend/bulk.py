@@ -275,7 +275,7 @@ _MAX_PLANS: Final = 256
 
 class DocumentEncoder:
     """``values.encode_document`` for a batch's documents, each with its shape signature for
-    :meth:`ShapeBatch.add_signed`.
+    :meth:`ShapeBatch.add_all`.
 
     A batch's documents mostly share a few signatures (field names and value types at every level). The
     first document of a signature takes the general encoder (every check); one that passes them without
@@ -332,16 +332,19 @@ class ShapeBatch:
         else:
             group[1] += 1
 
-    def add_signed(self, doc: dict[str, Any], signature: tuple[Any, ...] | None) -> None:
-        """:meth:`add` with the signature ``DocumentEncoder.encode`` gave (None: no signature)."""
-        if signature is None:
-            self._others.append(doc)
-            return
-        group = self._groups.get(signature)
-        if group is None:
-            self._groups[signature] = [doc, 1]
-        else:
-            group[1] += 1
+    def add_all(self, docs: Sequence[dict[str, Any]], signatures: Sequence[tuple[Any, ...] | None]) -> None:
+        """:meth:`add` of each document, with the signature ``DocumentEncoder.encode`` gave it (None: no
+        signature)."""
+        groups = self._groups
+        for doc, signature in zip(docs, signatures, strict=True):
+            if signature is None:
+                self._others.append(doc)
+                continue
+            group = groups.get(signature)
+            if group is None:
+                groups[signature] = [doc, 1]
+            else:
+                group[1] += 1
 
     def add_to(self, counts: dict[ShapeKey, int]) -> None:
         for doc in self._others:

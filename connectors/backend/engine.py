@@ -1345,19 +1345,21 @@ class Transaction:
         ts = self.ts
         rows = self._rows
         row_index = self._row_index
-        shapes = bulk.ShapeBatch()
-        index_keys = bulk.IndexKeys()
-        indexes = self._catalog.indexes_of(tablet)
+        index_key = bulk.IndexKeys().key
+        indexes = [(idx.index_id, idx.paths) for idx in self._catalog.indexes_of(tablet)]
         delta = self._index_delta
-        for internal, doc, enc, signature in zip(internals, docs, encoded, signatures, strict=True):
+        for internal, doc, enc in zip(internals, docs, encoded, strict=True):
             key = (tablet, internal)
-            pending[key] = (False, enc.flags, enc.body, doc)
+            flags = enc.flags
+            body = enc.body
+            pending[key] = (False, flags, body, doc)
             row_index[key] = len(rows)
-            rows.append((tablet, internal, ts, 0, enc.flags, enc.body))
-            shapes.add_signed(doc, signature)
-            for idx in indexes:
-                k = (idx.index_id, index_keys.key(doc, idx.paths), internal)
+            rows.append((tablet, internal, ts, 0, flags, body))
+            for index_id, paths in indexes:
+                k = (index_id, index_key(doc, paths), internal)
                 delta[k] = delta.get(k, 0) + 1
+        shapes = bulk.ShapeBatch()
+        shapes.add_all(docs, signatures)
         shape = self._shape.get(tablet)
         if shape is None:
             shape = self._shape[tablet] = {}

@@ -164,17 +164,19 @@ def test_document_encoder_matches_encode_document(later: dict[str, Any]) -> None
 
 
 def test_document_encoder_signatures_count_shapes() -> None:
-    """``add_signed`` with the encoder's signatures counts what ``add_shape_counts`` counts, documents of
+    """``add_all`` with the encoder's signatures counts what ``add_shape_counts`` counts, documents of
     a first-seen special float included."""
     docs = [*DOCS, *DOCS, {"k": "a", "n": float("nan"), "t": ["x", "y"], "b": True, "z": None}]
     expected: dict[Any, int] = {}
     encoder = bulk.DocumentEncoder()
-    batch = bulk.ShapeBatch()
+    signatures = []
     for doc in docs:
         add_shape_counts(doc, 1, expected)
         encoded, signature = encoder.encode(doc)
         assert encoded == values.encode_document(doc)
-        batch.add_signed(doc, signature)
+        signatures.append(signature)
+    batch = bulk.ShapeBatch()
+    batch.add_all(docs, signatures)
     got: dict[Any, int] = {}
     batch.add_to(got)
     assert got == expected
