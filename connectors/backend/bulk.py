@@ -1,14 +1,18 @@
-"""Batch helpers for ``Transaction.insert_many``: new ids and shape counts for many documents at once.
+"""Batch helpers for ``Transaction.insert_many``: new ids, document encodings, shape counts and index keys for
+many documents at once.
 
-Both give exactly what the per-document functions give (``ids.new_internal_id`` + ``ids.encode_id`` and
-``shapes.add_shape_counts``), with the per-document Python work moved into C-level bulk operations:
+Each gives exactly what the per-document function gives (``ids.new_internal_id`` + ``ids.encode_id``,
+``values.encode_document``, ``shapes.add_shape_counts``, ``values.encode_index_key``), errors included, with
+the per-document Python work cut down:
 
-- ids: one ``os.urandom`` call for the batch, and one base32 pass over the concatenated id bodies when an
-  id body is a whole number of 5-byte groups (then base32 of the concatenation is the concatenation of the
-  base32 of each body);
+- ids: one ``os.urandom`` call for the batch, and one base32 pass (column-wise, in C) over the concatenated id
+  bodies when an id body is a whole number of 5-byte groups (then base32 of the concatenation is the
+  concatenation of the base32 of each body);
+- encodings: the first document of each shape signature takes the general encoder; the later ones of that
+  signature reuse its checks and only have their values looked at (``DocumentEncoder``);
 - shapes: documents whose shape contribution is fully determined by their field names, value types and the
-  element types of their arrays (no nested objects, no special floats) are grouped by that signature and
-  counted once per group.
+  element types of their arrays (no special floats) are grouped by that signature and counted once per group;
+- index keys: repeated scalars encoded once per batch, the common values inline.
 """
 
 from __future__ import annotations
