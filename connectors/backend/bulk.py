@@ -405,8 +405,11 @@ class IndexKeys:
                 part = _T_INT + (v - _INT64_MIN).to_bytes(8, "big")
             elif t is bool:
                 part = _T_TRUE if v else _T_FALSE
-            elif t is str and v.isascii():  # the string case of _encode_key_value (ASCII: no lone surrogate)
-                part = _T_STRING + v.encode("ascii").replace(b"\x00", b"\x00\xff") + _TERM
+            elif t is str:
+                try:  # _encode_key_value's string case; a lone surrogate takes the encoder for its error
+                    part = _T_STRING + v.encode("utf-8").replace(b"\x00", b"\x00\xff") + _TERM
+                except UnicodeEncodeError:
+                    return self.encode([values.get_path(doc, path) for path in paths])
             else:
                 return self.encode([values.get_path(doc, path) for path in paths])
             parts.append(part)
