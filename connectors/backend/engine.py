@@ -1301,13 +1301,14 @@ class Transaction:
         pending = self._pending
         if len(set(internals)) != count or any((tablet, i) in pending for i in internals):
             raise BadRequestError("DuplicateId", "A generated document id is already taken; retry the write.")
-        encode = values.encode_document
+        encode = bulk.DocumentEncoder().encode
         validate = self._schema is not None
         max_writes = self._cfg.max_writes_per_transaction - self.writes
         max_bytes = self._cfg.max_write_bytes_per_transaction - self.write_bytes
         total = 0
         docs: list[dict[str, Any]] = []
         encoded: list[values.EncodedDocument] = []
+        signatures: list[tuple[Any, ...] | None] = []
         for position, document in enumerate(documents):
             try:
                 if type(document) is not dict:
@@ -1318,7 +1319,7 @@ class Transaction:
                     field = "_id" if "_id" in document else CREATION_TIME
                     raise InvalidValueError(f"Cannot set the system field {field} on insert", path=f".{field}")
                 doc = {"_id": doc_ids[position], CREATION_TIME: creation_time, **document}
-                enc = encode(doc)
+                enc, signature = encode(doc)
                 if validate:
                     self._validate_schema(info, doc)
             except (InvalidValueError, SchemaValidationError) as e:
@@ -1337,25 +1338,28 @@ class Transaction:
                 )
             docs.append(doc)
             encoded.append(enc)
+            signatures.append(signature)
 
         self.writes += count
         self.write_bytes += total
         ts = self.ts
         rows = self._rows
         row_index = self._row_index
-        shapes = bulk.ShapeBatch()
-        index_keys = bulk.IndexKeys()
-        indexes = self._catalog.indexes_of(tablet)
+        index_key = bulk.IndexKeys().key
+        indexes = [(idx.index_id, idx.paths) for idx in self._catalog.indexes_of(tablet)]
         delta = self._index_delta
         for internal, doc, enc in zip(internals, docs, encoded, strict=True):
             key = (tablet, internal)
-            pending[key] = (False, enc.flags, enc.body, doc)
+            flags = enc.flags
+            body = enc.body
+            pending[key] = (False, flags, body, doc)
             row_index[key] = len(rows)
-            rows.append((tablet, internal, ts, 0, enc.flags, enc.body))
-            shapes.add(doc, enc.flags)
-            for idx in indexes:
-                k = (idx.index_id, index_keys.key(doc, idx.paths), internal)
+            rows.append((tablet, internal, ts, 0, flags, body))
+            for index_id, paths in indexes:
+                k = (index_id, index_key(doc, paths), internal)
                 delta[k] = delta.get(k, 0) + 1
+        shapes = bulk.ShapeBatch()
+        shapes.add_all(docs, signatures)
         shape = self._shape.get(tablet)
         if shape is None:
             shape = self._shape[tablet] = {}

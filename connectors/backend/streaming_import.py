@@ -868,23 +868,25 @@ def apply_fivetran_operations(dep: Deployment, operations: Sequence[FivetranOper
 
     def apply_all(tx: Transaction) -> None:
         keyed = [(w.table, w.key) for w in writes]
-        index_keys = bulk.IndexKeys()
-        lookups = [_lookup_key(table, key, index_keys) for table, key in keyed]
+        encode_key = bulk.IndexKeys().encode
+        lookups = [(table, encode_key(key)) for table, key in keyed]  # as _lookup_key
         matches = _prefetch(tx, FIVETRAN_PRIMARY_KEY_INDEX, keyed, lookups)
         inserts = _Inserts(tx, "Operation", matches)
         for w, lookup in zip(writes, lookups, strict=True):
-            if w.operation != "Upsert" or matches[lookup]:
-                inserts.flush()  # in request order, and the match may be a buffered insert
-            match = _one_match(matches[lookup])
-            # The written document has the row's primary-key values, so it matches this key again unless
-            # the index requires `fivetran.deleted == false` and it is now soft-deleted (§10.2); it cannot
-            # match any other key of the request.
-            if w.operation == "Upsert" and match is None:
-                if not soft_deletes[w.table] or values.get_path(w.row, _DELETED_PATH) is False:
-                    inserts.add(w.table, w.row, w.at, lookup)
+            found = matches[lookup]
+            if w.operation == "Upsert" and not found:
+                # A new row (the common case). The written document has the row's primary-key values, so
+                # it matches this key again unless the index requires `fivetran.deleted == false` and it
+                # is soft-deleted (§10.2); it cannot match any other key of the request.
+                if soft_deletes[w.table]:
+                    meta = w.row.get("fivetran")
+                    live = type(meta) is dict and meta.get("deleted", values.MISSING) is False
+                    inserts.add(w.table, w.row, w.at, lookup if live else None)
                 else:
-                    inserts.add(w.table, w.row, w.at, None)
+                    inserts.add(w.table, w.row, w.at, lookup)
                 continue
+            inserts.flush()  # in request order, and the match may be a buffered insert
+            match = _one_match(matches[lookup])
             written: tuple[str, dict[str, Any]] | None = None
             try:
                 if w.operation == "Upsert":

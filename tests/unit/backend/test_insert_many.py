@@ -4,6 +4,8 @@ conversion of known keys, plain Fivetran rows) give what the general converters 
 
 from __future__ import annotations
 
+import base64
+import random
 from typing import Any
 
 import pytest
@@ -114,6 +116,72 @@ def test_new_ids_match_encode_id(table_number: int) -> None:
         assert ids.decode_id(s) == (table_number, internal)
 
 
+@pytest.mark.parametrize("size", [0, 5, 20, 100, 5 * 2001])
+def test_crockford_base32_matches_b32encode(size: int) -> None:
+    crockford = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+    rnd = random.Random(size)
+    for data in (bytes(size), b"\xff" * size, rnd.randbytes(size), rnd.randbytes(size)):
+        assert bulk.crockford_base32(data) == base64.b32encode(data).translate(crockford)
+
+
+def test_crockford_base32_refuses_partial_groups() -> None:
+    with pytest.raises(ValueError, match="5-byte groups"):
+        bulk.crockford_base32(b"1234")
+
+
+def _encoding_or_error(encode: Any, doc: dict[str, Any]) -> Any:
+    try:
+        return encode(doc)
+    except InvalidValueError as e:
+        return type(e), e.message
+
+
+_BIG = "x" * (values.MAX_DOCUMENT_SIZE - 200)
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"k": "b", "n": 2.5, "i": -(2**63), "o": {"p": 0.5, "i": 2**63 - 1, "s": "t"}, "z": None},
+        {"k": "b", "n": float("nan"), "i": 1, "o": {"p": 1.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 1, "o": {"p": -0.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": float("-inf"), "i": 1, "o": {"p": 0.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 2**63, "o": {"p": 1.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 1, "o": {"p": 1.0, "i": -(2**63) - 1, "s": "t"}, "z": None},
+        {"k": "\ud800", "n": 1.0, "i": 1, "o": {"p": 1.0, "i": 2, "s": "t"}, "z": None},
+        {"k": "b", "n": 1.0, "i": 1, "o": {"p": 1.0, "i": 2, "s": "\udfff"}, "z": None},
+        {"k": _BIG, "n": 1.0, "i": 1, "o": {"p": 1.0, "i": 2, "s": _BIG}, "z": None},
+    ],
+)
+def test_document_encoder_matches_encode_document(later: dict[str, Any]) -> None:
+    """A document of a signature already seen takes the plan: same body, flags and errors as the
+    general encoder (special floats, out-of-range ints, lone surrogates, size)."""
+    first = {"k": "a", "n": 1.0, "i": 7, "o": {"p": 2.0, "i": 8, "s": "u"}, "z": None}
+    encoder = bulk.DocumentEncoder()
+    for doc in (first, later, first, dict(later)):
+        got = _encoding_or_error(lambda d: encoder.encode(d)[0], doc)
+        assert got == _encoding_or_error(values.encode_document, doc)
+
+
+def test_document_encoder_signatures_count_shapes() -> None:
+    """``add_all`` with the encoder's signatures counts what ``add_shape_counts`` counts, documents of
+    a first-seen special float included."""
+    docs = [*DOCS, *DOCS, {"k": "a", "n": float("nan"), "t": ["x", "y"], "b": True, "z": None}]
+    expected: dict[Any, int] = {}
+    encoder = bulk.DocumentEncoder()
+    signatures = []
+    for doc in docs:
+        add_shape_counts(doc, 1, expected)
+        encoded, signature = encoder.encode(doc)
+        assert encoded == values.encode_document(doc)
+        signatures.append(signature)
+    batch = bulk.ShapeBatch()
+    batch.add_all(docs, signatures)
+    got: dict[Any, int] = {}
+    batch.add_to(got)
+    assert got == expected
+
+
 def test_shape_batch_matches_add_shape_counts() -> None:
     docs = [*DOCS, *DOCS[:2], {"k": "a", "n": 1}, {"n": 1.0, "k": "a"}]
     expected: dict[Any, int] = {}
@@ -136,6 +204,9 @@ def test_index_keys_match_encode_index_key() -> None:
         {"a": float("nan"), "b": {"c": True}, "_creationTime": 5.0},
         {"a": 1, "b": [], "d": [1.0, "s"], "_creationTime": 5.0},
         {"a": 1.0, "b": {"c": 1}, "d": {"e": b"\x00"}, "_creationTime": 6.0},
+        {"a": 2**63 - 1, "b": {"c": True}, "d": "a\x00b", "_creationTime": -1.5},
+        {"a": -(2**63), "b": {"c": False}, "d": "", "_creationTime": float("-inf")},
+        {"a": float("inf"), "b": {"c": 1.0}, "d": "é", "_creationTime": 1704773419000.0001},
     ]:
         expected = values.encode_index_key([values.get_path(doc, p) for p in paths])
         assert keys.key(doc, paths) == expected
@@ -148,6 +219,11 @@ def test_index_keys_match_encode_index_key() -> None:
         {"x": {"y": {"z": None}}, "b": {}},
     ]:
         assert keys.key(doc, deep) == values.encode_index_key([values.get_path(doc, p) for p in deep])
+    with pytest.raises(InvalidValueError) as bad:
+        keys.key({"s": 1.5, "i": 2**63}, (("s",), ("i",)))
+    with pytest.raises(InvalidValueError) as reference:
+        values.encode_index_key([1.5, 2**63])
+    assert (bad.value.message, bad.value.path) == (reference.value.message, reference.value.path)
     with pytest.raises(InvalidValueError) as bad:
         keys.key({"s": "\ud800"}, (("s",),))
     with pytest.raises(InvalidValueError) as reference:
