@@ -439,13 +439,7 @@ def migrate(client: ConvexClient, details: destination_sdk_pb2.MigrationDetails,
     if op == "drop" and entity == "drop_column_in_history_mode":
         dc = details.drop.drop_column_in_history_mode
         table = _history_table(m.load(name))
-        dropped_column = table.column(dc.column)
-        if dropped_column is None:
-            raise MigrationError(f"The table `{name}` has no column `{dc.column}` to drop.")
-        if dropped_column.primary_key:
-            raise MigrationError(
-                f"The column `{dc.column}` is part of the primary key of `{name}`; it cannot be set to null."
-            )
+        _non_key_column(table, name, dc.column, "to drop", "it cannot be set to null.")
         op_ts = _timestamp_ms(dc.operation_timestamp, "operation_timestamp")
         # The column stays in the definition (and in old versions): new versions hold null.
         m.new_versions(table, op_ts, placement(dc.column).path, None, only_if_set=True)
@@ -466,14 +460,13 @@ def migrate(client: ConvexClient, details: destination_sdk_pb2.MigrationDetails,
     if op == "update_column_value":
         upd = details.update_column_value
         table = m.load(name)
-        target_column = table.column(upd.column)
-        if target_column is None:
-            raise MigrationError(f"The table `{name}` has no column `{upd.column}` to update.")
-        if target_column.primary_key:
-            raise MigrationError(
-                f"The column `{upd.column}` is part of the primary key of `{name}`; setting every row to one"
-                " value would merge the rows. Re-sync the table instead."
-            )
+        target_column = _non_key_column(
+            table,
+            name,
+            upd.column,
+            "to update",
+            "setting every row to one value would merge the rows. Re-sync the table instead.",
+        )
         m.update_each(name, _setter(placement(target_column.name).path, _value(upd.value, target_column)))
         return True
     if op == "copy" and entity == "copy_column":
@@ -540,6 +533,16 @@ def migrate(client: ConvexClient, details: destination_sdk_pb2.MigrationDetails,
             return False
         return True
     return False
+
+
+def _non_key_column(table: TableDef, name: str, column_name: str, purpose: str, why_not_key: str) -> ColumnDef:
+    """The column ``column_name`` of ``table``; a MigrationError if it is missing or part of the primary key."""
+    column = table.column(column_name)
+    if column is None:
+        raise MigrationError(f"The table `{name}` has no column `{column_name}` {purpose}.")
+    if column.primary_key:
+        raise MigrationError(f"The column `{column_name}` is part of the primary key of `{name}`; {why_not_key}")
+    return column
 
 
 def _with_column(

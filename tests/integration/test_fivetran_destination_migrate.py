@@ -18,7 +18,7 @@ from connectors.batching import BatchLimits
 from connectors.client import ClientConfig, ConvexClient
 from fivetran_destination.harness import replay
 from fivetran_destination.migrate import MAX_TIMESTAMP_MS, MigrationError, documents, migrate
-from protos import common_pb2, destination_sdk_pb2, destination_sdk_pb2_grpc
+from protos import common_pb2, destination_sdk_pb2
 from tests.integration.conftest import LiveServer, ServerFactory
 from tests.integration.faults import Fault, FaultProxy
 
@@ -28,13 +28,6 @@ DAY = 86400000.0
 STAGING_SUFFIX = "_fivetran_migration"
 
 
-@pytest.fixture(scope="module")
-def stub(
-    destination_stub: destination_sdk_pb2_grpc.DestinationConnectorStub,
-) -> destination_sdk_pb2_grpc.DestinationConnectorStub:
-    return destination_stub
-
-
 Rows = tuple[str, Sequence[str]]  # a CSV header and its data lines
 
 
@@ -42,7 +35,7 @@ Rows = tuple[str, Sequence[str]]  # a CSV header and its data lines
 class Dest:
     """The destination over gRPC, bound to one live server and a folder for batch files."""
 
-    stub: Any
+    destination_stub: Any
     live: LiveServer
     folder: Path
 
@@ -57,7 +50,7 @@ class Dest:
         )
 
     def create(self, table: common_pb2.Table) -> None:
-        resp = self.stub.CreateTable(
+        resp = self.destination_stub.CreateTable(
             destination_sdk_pb2.CreateTableRequest(
                 configuration=self.configuration, schema_name="public", table=table
             )
@@ -82,7 +75,7 @@ class Dest:
             req.replace_files.append(self._file(replace))
         if update:
             req.update_files.append(self._file(update))
-        resp = self.stub.WriteBatch(req)
+        resp = self.destination_stub.WriteBatch(req)
         assert resp.WhichOneof("response") == "success", resp
 
     def write_history(self, table: common_pb2.Table, **files: Rows) -> Any:
@@ -91,11 +84,11 @@ class Dest:
         )
         for kind, rows in files.items():
             getattr(req, f"{kind}_files").append(self._file(rows))
-        return self.stub.WriteHistoryBatch(req)
+        return self.destination_stub.WriteHistoryBatch(req)
 
     def migrate(self, details: destination_sdk_pb2.MigrationDetails) -> Any:
         details.schema = "public"
-        return self.stub.Migrate(
+        return self.destination_stub.Migrate(
             destination_sdk_pb2.MigrateRequest(configuration=self.configuration, details=details)
         )
 
@@ -109,11 +102,11 @@ class Dest:
         )
         if soft:
             req.soft.deleted_column = "_fivetran_deleted"
-        resp = self.stub.Truncate(req)
+        resp = self.destination_stub.Truncate(req)
         assert resp.WhichOneof("response") == "success", resp
 
     def describe(self, name: str) -> dict[str, tuple[str, bool]] | None:
-        resp = self.stub.DescribeTable(
+        resp = self.destination_stub.DescribeTable(
             destination_sdk_pb2.DescribeTableRequest(
                 configuration=self.configuration, schema_name="public", table_name=name
             )
@@ -139,8 +132,8 @@ class Dest:
 
 
 @pytest.fixture
-def dest(stub: Any, live_server: LiveServer, tmp_path: Path) -> Dest:
-    return Dest(stub, live_server, tmp_path)
+def dest(destination_stub: Any, live_server: LiveServer, tmp_path: Path) -> Dest:
+    return Dest(destination_stub, live_server, tmp_path)
 
 
 def sync_mode(kind: int, soft_deleted_column: str = "", keep_deleted_rows: bool = False) -> Any:
