@@ -247,6 +247,24 @@ def _delta_tree(tree: ObjectType) -> ObjectType:
     return ObjectType(tuple(fields[n] for n in sorted(fields)))
 
 
+def _check_excluded_columns(
+    excluded: Mapping[TableRef, Iterable[str]], columns_of: Mapping[TableRef, tuple[str, ...]]
+) -> None:
+    """A misspelt ``--exclude-column`` column would export the column it meant to leave out, so a column the
+    table does not have is refused. A table without user columns yet (empty) cannot be checked and is not."""
+    for ref, names in excluded.items():
+        known = columns_of.get(ref, ())
+        if not any(not c.startswith("_") for c in known):
+            continue
+        unknown = [c for c in names if c not in known]
+        if unknown:
+            shown = ", ".join(sorted(known)[:30]) + (", …" if len(known) > 30 else "")
+            raise ExportError(
+                f"--exclude-column: table {ref.key!r} has no column {', '.join(map(repr, unknown))}. Its "
+                f"columns are: {shown}. Check the spelling (columns are case-sensitive)."
+            )
+
+
 def _select_columns(tree: ObjectType, selection: SyncSelection, ref: TableRef) -> ObjectType:
     columns = selection.column_filter(ref)
     if columns is None:
@@ -325,9 +343,11 @@ class _Exporter:
         out: dict[TableRef, ObjectType] = {}
         for (component, name), tree in trees.items():
             out[TableRef(component, name)] = tree
+        columns_of: dict[TableRef, tuple[str, ...]] = {}
         for component, tables in self.reader.table_columns().items():
             for t in tables:
                 out.setdefault(TableRef(component, t.name), table_type(t.name))
+                columns_of[TableRef(component, t.name)] = t.columns
         selected = {}
         for ref in sorted(out):
             if is_system_name(ref.table) or not self.selection.accepts(ref):
@@ -344,6 +364,7 @@ class _Exporter:
                 f"No such table or component: {', '.join(missing)}. The deployment has: {shown or 'no tables'} "
                 "(give tables outside the root component as COMPONENT/TABLE)."
             )
+        _check_excluded_columns(self.options.excluded_columns, columns_of)
         return selected
 
     def _new_table(self, ref: TableRef, tree: ObjectType) -> _Table:

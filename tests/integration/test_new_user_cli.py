@@ -10,6 +10,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
@@ -248,6 +249,18 @@ def test_export_excluding_a_column_of_a_misspelt_table_is_refused(live: LiveServ
     assert "No such table or component: userz" in output and "users" in output
     assert not out.exists()
     assert invoke([*args, "--exclude-column", "users.name"]).exit_code == 0
+
+
+def test_export_excluding_a_misspelt_column_is_refused(live: LiveServer, tmp_path: Path) -> None:
+    out = tmp_path / "lake"
+    args = ["export", "--url", live.url, "--key", live.export_key, "--out", str(out)]
+    output = assert_clean_failure(invoke([*args, "--exclude-column", "users.nme"]), live.export_key)
+    assert "table 'users' has no column 'nme'" in output and "age, name" in output
+    assert not out.exists()
+    result = invoke([*args, "--exclude-column", "users.age"])
+    assert result.exit_code == 0, result.output
+    names = pq.read_table(out / "_root" / "users").column_names
+    assert "age" not in names and "name" in names
 
 
 # --- fivetran-source -----------------------------------------------------------------------------------------
