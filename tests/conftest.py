@@ -68,6 +68,22 @@ class DeploymentFactory:
         self._opened.append(dep)
         return dep
 
+    def open_read_only(self, location: str) -> Deployment:
+        """A second, read-only view of a deployment another opener (a server) holds, as a local export opens it."""
+        config = DeploymentConfig(background=False)
+        if self.kind == "sqlite":
+            dep = Deployment.open(data_dir=location, config=config, read_only=True)
+        else:
+            dep = Deployment.open(db_url=require_pg(), pg_schema=location, config=config, read_only=True)
+        self._opened.append(dep)
+        return dep
+
+    def cli_location(self, location: str) -> list[str]:
+        """The command-line options that name this deployment (``--data-dir`` or ``--db`` with its schema)."""
+        if self.kind == "sqlite":
+            return ["--data-dir", location]
+        return ["--db", f"{require_pg()}?options=-csearch_path%3D{location}"]
+
     def close_all(self) -> None:
         for dep in self._opened:
             dep.close()

@@ -106,17 +106,14 @@ def test_export_over_http_reads_back_exactly(live_server: LiveServer, tmp_path: 
 def test_url_and_data_dir_give_identical_files(
     server_factory: Any, deployment_factory: DeploymentFactory, tmp_path: Path
 ) -> None:
-    if deployment_factory.kind != "sqlite":
-        pytest.skip("--data-dir is the SQLite layout")
+    """``--url`` and the local reader (``--data-dir`` on SQLite, ``--db`` on PostgreSQL) write the same bytes."""
     live = server_factory.start()
     seed(live.deployment)
     for fmt in ("parquet", "avro", "jsonl"):
         via_http = tmp_path / f"http-{fmt}"
         _export_http(live, via_http, fmt)
         via_dir = tmp_path / f"dir-{fmt}"
-        with Deployment.open(
-            data_dir=Path(live.location), read_only=True, config=DeploymentConfig(background=False)
-        ) as dep:
+        with deployment_factory.open_read_only(live.location) as dep:
             run_export(LocalReader(dep), ExportOptions(out=str(via_dir), format=ExportFormat(fmt)))
         files = sorted(p.relative_to(via_http) for p in via_http.rglob("part-*"))
         assert files and files == sorted(p.relative_to(via_dir) for p in via_dir.rglob("part-*"))
@@ -335,17 +332,15 @@ def test_an_export_killed_midway_leaves_no_complete_looking_file(tmp_path: Path)
 def test_cli_local_export_while_serving_selection_and_file_uri(
     server_factory: Any, deployment_factory: DeploymentFactory, tmp_path: Path
 ) -> None:
-    if deployment_factory.kind != "sqlite":
-        pytest.skip("--data-dir is the SQLite layout")
     live = server_factory.start()  # holds the data directory, as `serve` does
     seed(live.deployment, n=10)
+    local = deployment_factory.cli_location(live.location)
     out_uri = (tmp_path / "lake").as_uri()
     result = CliRunner().invoke(
         main,
         [
             "export",
-            "--data-dir",
-            live.location,
+            *local,
             "--format",
             "avro",
             "--out",
@@ -370,9 +365,7 @@ def test_cli_local_export_while_serving_selection_and_file_uri(
     all_types = next(t for t in manifest["tables"] if t["table"] == "all_types")
     assert "s" not in {c["name"] for c in all_types["columns"]} and all_types["rows"] == 10
     # --format zip from a local deployment carries the backup's metadata entry (indexes) too.
-    zipped = CliRunner().invoke(
-        main, ["export", "--data-dir", live.location, "--format", "zip", "--out", str(tmp_path / "f.zip")]
-    )
+    zipped = CliRunner().invoke(main, ["export", *local, "--format", "zip", "--out", str(tmp_path / "f.zip")])
     assert zipped.exit_code == 0, zipped.output
     with zipfile.ZipFile(tmp_path / "f.zip") as zf:
         assert (
@@ -381,7 +374,7 @@ def test_cli_local_export_while_serving_selection_and_file_uri(
         )
         assert "_components/parent/_components/child/items/documents.jsonl" in zf.namelist()
     # The older form still writes a backup ZIP.
-    legacy = CliRunner().invoke(main, ["export", "--data-dir", live.location, str(tmp_path / "b.zip")])
+    legacy = CliRunner().invoke(main, ["export", *local, str(tmp_path / "b.zip")])
     assert legacy.exit_code == 0, legacy.output
     assert "Exported 12 documents in 4 tables." in legacy.output
 
