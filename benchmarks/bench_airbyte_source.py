@@ -18,10 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.bench_http import Server, _client
+from benchmarks.bench_http import Server, client_page_baseline
 from benchmarks.bench_sync import _ensure_data
-from benchmarks.common import Result, emit, env_int, peak_rss_mb
-from connectors.selection import Selection
+from benchmarks.common import Result, emit, env_int
 from tests.airbyte_source_helpers import OUR_SCRIPT, Files, catalog_streams, parse_lines, published_venv
 
 # Ours writes compact JSON; the published connector (CDK 0.80) writes `"type": "RECORD"`.
@@ -116,24 +115,7 @@ def source_read(work: Path, docs: int, *, published: bool, mode: str) -> Result:
 def client_only(work: Path, docs: int) -> Result:
     """Baseline: the shared client's pipelined pages of the same table, values decoded, nothing written."""
     _ensure_data(work, docs)
-    server = Server(work, "engine")
-    try:
-        with _client(server) as client:
-            start = time.perf_counter()
-            count = 0
-            for page in client.iter_snapshot_pages(selection=Selection.everything()):
-                count += len(page.values)
-            elapsed = time.perf_counter() - start
-        rss = server.peak_rss_mb()
-    finally:
-        server.stop()
-    return Result(
-        "airbyte baseline: shared client iter_snapshot_pages (sqlite)",
-        count,
-        elapsed,
-        peak_rss_mb(),
-        note=f"server peak RSS {rss:.0f} MB",
-    )
+    return client_page_baseline(work, "airbyte baseline: shared client iter_snapshot_pages (sqlite)")
 
 
 def main() -> None:

@@ -26,34 +26,18 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.bench_http import Server, _client
+from benchmarks.bench_http import Server, client_page_baseline
 from benchmarks.bench_sync import _ensure_data
 from benchmarks.common import Result, emit, peak_rss_mb
 from connectors.constants import FIVETRAN_GRPC_MAX_MESSAGE_BYTES
-from connectors.selection import Selection
 from protos import connector_sdk_pb2, connector_sdk_pb2_grpc
 
 
 def ftsrc_raw_pages(work: Path, docs: int) -> Result:
     """Baseline: the shared client's pipelined page iteration over the same pages, counting rows."""
     _ensure_data(work, docs)
-    server = Server(work, "engine")
-    try:
-        with _client(server) as client:
-            start = time.perf_counter()
-            count = 0
-            for page in client.iter_snapshot_pages(selection=Selection.everything()):
-                count += len(page.values)
-            elapsed = time.perf_counter() - start
-        rss = server.peak_rss_mb()
-    finally:
-        server.stop()
-    return Result(
-        "fivetran source baseline: client iter_snapshot_pages, no gRPC (sqlite)",
-        count,
-        elapsed,
-        peak_rss_mb(),
-        note=f"server peak RSS {rss:.0f} MB",
+    return client_page_baseline(
+        work, "fivetran source baseline: client iter_snapshot_pages, no gRPC (sqlite)"
     )
 
 

@@ -78,6 +78,14 @@ def _client(server: Server) -> ConvexClient:
 
 
 def http_list_snapshot(work: Path) -> Result:
+    return client_page_baseline(
+        work, "HTTP list_snapshot, convex_encoded_json, 1024/page, decoded by the client (sqlite)"
+    )
+
+
+def client_page_baseline(work: Path, name: str) -> Result:
+    """The shared client's pipelined page iteration over the ``engine`` deployment, values decoded, rows
+    counted: the baseline the sync, Airbyte and Fivetran source suites compare with."""
     server = Server(work, "engine")
     try:
         with _client(server) as client:
@@ -89,13 +97,7 @@ def http_list_snapshot(work: Path) -> Result:
         rss = server.peak_rss_mb()
     finally:
         server.stop()
-    return Result(
-        "HTTP list_snapshot, convex_encoded_json, 1024/page, decoded by the client (sqlite)",
-        count,
-        elapsed,
-        peak_rss_mb(),
-        note=f"server peak RSS {rss:.0f} MB",
-    )
+    return Result(name, count, elapsed, peak_rss_mb(), note=f"server peak RSS {rss:.0f} MB")
 
 
 def http_document_deltas(work: Path) -> Result:

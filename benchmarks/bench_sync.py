@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.bench_http import Server, _client
+from benchmarks.bench_http import Server, _client, client_page_baseline
 from benchmarks.common import Result, emit, peak_rss_mb
-from connectors.selection import Selection
 from connectors.sync import Checkpoint, HttpReader, Rows, SyncMode, SyncSelection, SyncState, run_sync
 
 
@@ -39,24 +38,7 @@ def _ensure_data(work: Path, docs: int) -> None:
 def sync_raw_pages(work: Path, docs: int) -> Result:
     """Baseline: the client's pipelined page iteration, counting rows."""
     _ensure_data(work, docs)
-    server = Server(work, "engine")
-    try:
-        with _client(server) as client:
-            start = time.perf_counter()
-            count = 0
-            for page in client.iter_snapshot_pages(selection=Selection.everything()):
-                count += len(page.values)
-            elapsed = time.perf_counter() - start
-        rss = server.peak_rss_mb()
-    finally:
-        server.stop()
-    return Result(
-        "sync baseline: client iter_snapshot_pages over HTTP (sqlite)",
-        count,
-        elapsed,
-        peak_rss_mb(),
-        note=f"server peak RSS {rss:.0f} MB",
-    )
+    return client_page_baseline(work, "sync baseline: client iter_snapshot_pages over HTTP (sqlite)")
 
 
 def sync_engine_http(work: Path, docs: int) -> Result:
@@ -104,7 +86,9 @@ def alternate(work: Path, docs: int, rounds: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", help="sync_raw_pages, sync_engine_http, or alternate (both in turn, --rounds times)")
+    ap.add_argument(
+        "case", help="sync_raw_pages, sync_engine_http, or alternate (both in turn, --rounds times)"
+    )
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
