@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +27,7 @@ import zstandard
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from benchmarks.common import Result, emit, peak_rss_mb
+from benchmarks.common import Result, emit, peak_rss_mb, run_case
 from fivetran_destination.batch_files import BatchFileParams, Compression, Encryption, read_batch_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,26 +146,8 @@ def _cpu(rows: int, cpu_seconds: float) -> str:
     return f"{rows / cpu_seconds:,.0f} rows per CPU-second" if cpu_seconds else ""
 
 
+MODULE = "benchmarks.bench_batch_files"
 CASES = {"prepare": prepare, "raw_csv": raw_csv, "reader": reader}
-
-
-def run_case(case: str, work: Path, rows: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.bench_batch_files",
-        case,
-        "--work",
-        str(work),
-        "--rows",
-        str(rows),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise SystemExit(f"case {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
 
 
 def main() -> None:
@@ -186,9 +165,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="convex-bench-batch-") as tmp:
         work = Path(tmp)
-        prepared = run_case("prepare", work, rows)
-        baseline = run_case("raw_csv", work, rows)
-        ours = run_case("reader", work, rows)
+        prepared = run_case(MODULE, "prepare", work, rows)
+        baseline = run_case(MODULE, "raw_csv", work, rows)
+        ours = run_case(MODULE, "reader", work, rows)
     print(f"File: {rows:,} rows x {len(HEADER)} columns; {prepared['note']}.")
     print(f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     print("| benchmark | rows | rows/s | peak RSS (MB) | ratio to baseline | notes |")

@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks.bench_batch_files import CATEGORIES, FILE_NAME, KEY_NAME, NULL, UNMODIFIED
 from benchmarks.bench_batch_files import prepare as prepare_file
-from benchmarks.common import Result, emit, peak_rss_mb
+from benchmarks.common import Result, emit, peak_rss_mb, run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "connectors.cli"]
@@ -221,28 +221,6 @@ def fd_connector(work: Path, rows: int) -> Result:
 CASES = {"fd_prepare": fd_prepare, "fd_parse": fd_parse, "fd_direct": fd_direct, "fd_connector": fd_connector}
 
 
-def _run(case: str, work: Path, rows: int) -> dict:
-    import json
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.bench_fivetran_destination",
-        case,
-        "--work",
-        str(work),
-        "--docs",
-        str(rows),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            result: dict = json.loads(line[len("RESULT ") :])
-            return result
-    raise SystemExit(f"case {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("case", nargs="?", choices=sorted(CASES))
@@ -258,10 +236,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="convex-bench-fd-") as tmp:
         work = Path(tmp)
-        _run("fd_prepare", work, rows)
-        parse = _run("fd_parse", work, rows)
-        direct = _run("fd_direct", work, rows)
-        ours = _run("fd_connector", work, rows)
+        run_case("benchmarks.bench_fivetran_destination", "fd_prepare", work, rows)
+        parse = run_case("benchmarks.bench_fivetran_destination", "fd_parse", work, rows)
+        direct = run_case("benchmarks.bench_fivetran_destination", "fd_direct", work, rows)
+        ours = run_case("benchmarks.bench_fivetran_destination", "fd_connector", work, rows)
     print(f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     print("| benchmark | rows | rows/s | peak RSS (MB) | ratio to baseline |")
     print("|---|---:|---:|---:|---:|")

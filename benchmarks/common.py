@@ -9,10 +9,12 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 WORDS = [
     "alpha",
@@ -105,3 +107,19 @@ def emit(result: Result) -> None:
 
 def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_case(module: str, case: str, work: Path, docs: int, extra: Sequence[str] = ()) -> dict:
+    """Runs one case of a benchmark module in its own process (so its peak RSS is its own) and returns the
+    ``RESULT`` line it printed."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", module, case, "--work", str(work), "--docs", str(docs), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            result: dict = json.loads(line[len("RESULT ") :])
+            return result
+    raise SystemExit(f"benchmark {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")

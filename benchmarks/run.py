@@ -13,14 +13,13 @@ on the same rows, so ratios compare like with like.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.common import run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,8 +54,18 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("airbyte", "airbyte_source_client", "benchmarks.bench_airbyte_source", None),
     ("airbyte", "airbyte_published_full_refresh", "benchmarks.bench_airbyte_source", None),
     ("airbyte", "airbyte_published_incremental", "benchmarks.bench_airbyte_source", None),
-    ("airbyte", "airbyte_source_full_refresh", "benchmarks.bench_airbyte_source", "airbyte_published_full_refresh"),
-    ("airbyte", "airbyte_source_incremental", "benchmarks.bench_airbyte_source", "airbyte_published_incremental"),
+    (
+        "airbyte",
+        "airbyte_source_full_refresh",
+        "benchmarks.bench_airbyte_source",
+        "airbyte_published_full_refresh",
+    ),
+    (
+        "airbyte",
+        "airbyte_source_incremental",
+        "benchmarks.bench_airbyte_source",
+        "airbyte_published_incremental",
+    ),
     # The snapshot export (issue #11) against the raw pipeline: client pages written with pyarrow directly.
     ("export", "export_raw_pipeline", "benchmarks.bench_export", None),
     ("export", "export_parquet_http", "benchmarks.bench_export", "export_raw_pipeline"),
@@ -73,16 +82,6 @@ CASES: list[tuple[str, str, str, str | None]] = [
 ]
 # (case, other case): the case's note gets its rows/s ratio to the other case of the same run.
 EXTRA_RATIOS: list[tuple[str, str]] = [("ftsrc_records", "ftsrc_single_records")]
-
-
-def run_case(module: str, case: str, work: Path, docs: int, extra: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", module, case, "--work", str(work), "--docs", str(docs), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise SystemExit(f"benchmark {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
 
 
 def table(results: list[tuple[dict, float | None]]) -> str:
@@ -119,7 +118,9 @@ def main() -> None:
             ratio = r["rows_per_s"] / base["rows_per_s"] if base else None
             for extra_case, other in EXTRA_RATIOS:
                 if case == extra_case and other in by_case:
-                    r["note"] = f"{r['rows_per_s'] / by_case[other]['rows_per_s']:.1f}x {other}; {r.get('note', '')}"
+                    r["note"] = (
+                        f"{r['rows_per_s'] / by_case[other]['rows_per_s']:.1f}x {other}; {r.get('note', '')}"
+                    )
             results.append((r, ratio))
             print(
                 f"{r['name']}: {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True
