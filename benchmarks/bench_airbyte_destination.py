@@ -15,7 +15,6 @@ Each case writes a fresh deployment served by its own process (``bench_http.Serv
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import subprocess
@@ -25,17 +24,13 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks.bench_http import Server
+from benchmarks.bench_http import Server, _client, timed_airbyte_imports
 from benchmarks.common import Result, emit, peak_rss_mb, standard_documents
-from connectors.client import AirbyteMessage, AirbyteStream, ClientConfig, ConvexClient
+from connectors.client import AirbyteMessage, AirbyteStream
 
 BATCH = 10_000
 DOCS_MAX = 1_000_000
 STREAM = "events"
-
-
-def _client(server: Server) -> ConvexClient:
-    return ConvexClient(ClientConfig(deployment_url=server.url, deploy_key=server.key, timeout_s=300))
 
 
 def client_append(work: Path, n: int) -> Result:
@@ -44,16 +39,8 @@ def client_append(work: Path, n: int) -> Result:
     try:
         with _client(server) as client:
             streams = {STREAM: AirbyteStream(primary_key=None, json_schema={"type": "object"})}
-            docs = standard_documents(n, seed=11)
-            elapsed, count = 0.0, 0
-            while True:
-                batch = [AirbyteMessage(STREAM, d) for d in itertools.islice(docs, BATCH)]
-                if not batch:
-                    break
-                t0 = time.perf_counter()
-                client.import_airbyte_records(streams, batch)
-                elapsed += time.perf_counter() - t0
-                count += len(batch)
+            messages = (AirbyteMessage(STREAM, d) for d in standard_documents(n, seed=11))
+            elapsed, count = timed_airbyte_imports(client, streams, messages, BATCH)
         rss = server.peak_rss_mb()
     finally:
         server.stop()
