@@ -30,12 +30,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_readme_curl_examples_work_when_pasted(tmp_path: Path) -> None:
-    block = _sh_block_with_curl()
-    assert "<" not in block.replace("<<", ""), "placeholders left in the README's sh block"
-    port = str(_free_port())
-    # Only the port changes; everything else runs as pasted, from a directory holding the venv.
-    script = block.replace(DEFAULT_PORT, port)
+def run_pasted(script: str, tmp_path: Path) -> tuple[str, str, int]:
+    """Runs a README shell block as pasted from a directory holding ``.venv/bin/convex-connectors`` (the
+    installed command); stops whatever it started in the background. Returns stdout, stderr, exit code."""
     command = Path(sys.executable).parent / "convex-connectors"
     if not command.exists():
         found = shutil.which("convex-connectors")
@@ -59,8 +56,17 @@ def test_readme_curl_examples_work_when_pasted(tmp_path: Path) -> None:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-    text, err = out_path.read_text(), err_path.read_text()
-    assert proc.returncode == 0, (text, err)
+    return out_path.read_text(), err_path.read_text(), proc.returncode
+
+
+def test_readme_curl_examples_work_when_pasted(tmp_path: Path) -> None:
+    block = _sh_block_with_curl()
+    assert "<" not in block.replace("<<", ""), "placeholders left in the README's sh block"
+    port = str(_free_port())
+    # Only the port changes; everything else runs as pasted, from a directory holding the venv.
+    script = block.replace(DEFAULT_PORT, port)
+    text, err, returncode = run_pasted(script, tmp_path)
+    assert returncode == 0, (text, err)
     lines = [line for line in text.splitlines() if line.strip()]
     # The server's own start-up lines interleave; pick the API answers.
     assert "null" in lines

@@ -3,16 +3,18 @@ real `convex-connectors serve`; then its Python read-back (pyarrow and DuckDB) r
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.test_readme_examples import DEFAULT_PORT, README, _free_port, _sh_block_with_curl
+from tests.integration.test_readme_examples import (
+    DEFAULT_PORT,
+    README,
+    _free_port,
+    _sh_block_with_curl,
+    run_pasted,
+)
 
 
 def _export_blocks() -> tuple[str, str]:
@@ -27,31 +29,8 @@ def test_readme_snapshot_export_example_works_when_pasted(tmp_path: Path) -> Non
     assert "--url" in sh and "--since-manifest" in sh and "duckdb" in py
     port = str(_free_port())
     script = (_sh_block_with_curl() + sh).replace(DEFAULT_PORT, port)
-    bin_dir = Path(sys.executable).parent
-    command = bin_dir / "convex-connectors"
-    if not command.exists():
-        found = shutil.which("convex-connectors")
-        assert found is not None, "the convex-connectors command is not installed"
-        command = Path(found)
-    (tmp_path / ".venv" / "bin").mkdir(parents=True)
-    (tmp_path / ".venv" / "bin" / "convex-connectors").symlink_to(command)
-    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
-    with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
-        proc = subprocess.Popen(
-            ["bash", "-e", "-o", "pipefail", "-c", script],
-            cwd=tmp_path,
-            stdout=out_file,
-            stderr=err_file,
-            start_new_session=True,  # the background server joins this process group, stopped below
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            proc.wait(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    text, err = out_path.read_text(), err_path.read_text()
-    assert proc.returncode == 0, (text, err)
+    text, err, returncode = run_pasted(script, tmp_path)
+    assert returncode == 0, (text, err)
     assert "Exported the snapshot: 2 rows in 1 tables to ./lake (parquet)" in text, text
     assert "Exported the changes after cursor" in text, text
     assert (tmp_path / "lake" / "_manifest.json").is_file()
