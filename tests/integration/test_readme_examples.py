@@ -30,16 +30,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_pasted(script: str, tmp_path: Path) -> tuple[str, str, int]:
-    """Runs a README shell block as pasted from a directory holding ``.venv/bin/convex-connectors`` (the
-    installed command); stops whatever it started in the background. Returns stdout, stderr, exit code."""
-    command = Path(sys.executable).parent / "convex-connectors"
-    if not command.exists():
+def run_pasted(script: str, tmp_path: Path, timeout_s: float = 120) -> tuple[str, str, int]:
+    """Runs a README shell block as pasted from a directory whose ``.venv`` is the environment running the
+    tests (so every ``.venv/bin/...`` command of the README is the installed one); stops whatever it started
+    in the background. Returns stdout, stderr and the exit code."""
+    venv = Path(sys.prefix)
+    if (venv / "bin" / "convex-connectors").exists():
+        (tmp_path / ".venv").symlink_to(venv)
+    else:  # not run from a venv: the installed command on PATH
         found = shutil.which("convex-connectors")
         assert found is not None, "the convex-connectors command is not installed"
-        command = Path(found)
-    (tmp_path / ".venv" / "bin").mkdir(parents=True)
-    (tmp_path / ".venv" / "bin" / "convex-connectors").symlink_to(command)
+        (tmp_path / ".venv" / "bin").mkdir(parents=True)
+        (tmp_path / ".venv" / "bin" / "convex-connectors").symlink_to(found)
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     # Files, not pipes: the background server keeps its output open after bash exits.
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
@@ -52,7 +54,7 @@ def run_pasted(script: str, tmp_path: Path) -> tuple[str, str, int]:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
-            proc.wait(timeout=120)
+            proc.wait(timeout=timeout_s)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
