@@ -72,7 +72,8 @@ def _base32_decode(s: str) -> bytes:
     return base64.b32decode(padded)
 
 
-def _varint(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
+    """An unsigned LEB128 varint (the id's table-number prefix; protobuf's varint too)."""
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -101,7 +102,7 @@ def encode_id(table_number: int, internal_id: bytes) -> str:
     if prefix is None:
         if not 0 < table_number <= MAX_TABLE_NUMBER:
             raise InvalidIdError(f"Table number {table_number} must be between 1 and {MAX_TABLE_NUMBER}")
-        prefix = _varint(table_number)
+        prefix = encode_varint(table_number)
         if len(_VARINT_CACHE) < 65536:
             _VARINT_CACHE[table_number] = prefix
     if type(internal_id) is not bytes or len(internal_id) != INTERNAL_ID_LEN:

@@ -25,6 +25,7 @@ from typing import Any, Final
 import orjson
 
 from connectors.constants import CREATION_TIME_FIELD, ID_FIELD
+from connectors.ids import encode_varint
 from connectors.sync import (
     Checkpoint,
     CursorExpired,
@@ -59,26 +60,17 @@ def schema_name(component: str) -> str:
     return component or FIVETRAN_ROOT_SCHEMA
 
 
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 # Varints of every length below 16 KiB, precomputed (a record's length is almost always one of them).
-_VARINTS: Final = tuple(_encode_varint(n) for n in range(1 << 14))
+_VARINTS: Final = tuple(encode_varint(n) for n in range(1 << 14))
 
 
 def _varint(n: int) -> bytes:
-    return _VARINTS[n] if n < 16384 else _encode_varint(n)
+    return _VARINTS[n] if n < 16384 else encode_varint(n)
 
 
 def _length_prefixed(tag: bytes, body: bytes) -> bytes:
     n = len(body)
-    return tag + (_VARINTS[n] if n < 16384 else _encode_varint(n)) + body
+    return tag + (_VARINTS[n] if n < 16384 else encode_varint(n)) + body
 
 
 _RECORDS_ITEM_TAG: Final = b"\x0a"  # Records.records = 1, length-delimited
@@ -92,7 +84,7 @@ def records_message(serialized_records: Iterable[bytes]) -> bytes:
     append = parts.append
     for r in serialized_records:
         n = len(r)
-        append(_RECORDS_ITEM_TAG + (_VARINTS[n] if n < 16384 else _encode_varint(n)))
+        append(_RECORDS_ITEM_TAG + (_VARINTS[n] if n < 16384 else encode_varint(n)))
         append(r)
     return _length_prefixed(_RESPONSE_RECORDS_TAG, b"".join(parts))
 
@@ -308,11 +300,11 @@ class _FieldWire:
     def entry(self, value_type: bytes) -> bytes:
         """The entry of a serialized ``ValueType``."""
         n = len(value_type)
-        value_len = _VARINTS[n] if n < 16384 else _encode_varint(n)
+        value_len = _VARINTS[n] if n < 16384 else encode_varint(n)
         size = self.key_len + len(value_len) + n
         return (
             _DATA_ENTRY
-            + (_VARINTS[size] if size < 16384 else _encode_varint(size))
+            + (_VARINTS[size] if size < 16384 else encode_varint(size))
             + self.key
             + _ENTRY_VALUE
             + value_len

@@ -111,10 +111,10 @@ def new_ids(table_number: int, count: int, now_ms: float | None) -> tuple[list[b
     pool = os.urandom(_RANDOM_LEN * count)
     internals = [pool[i : i + _RANDOM_LEN] + suffix for i in range(0, _RANDOM_LEN * count, _RANDOM_LEN)]
     first = ids.encode_id(table_number, internals[0])  # validates the table number; gives the prefix
-    body_len = len(ids._varint(table_number)) + ids.INTERNAL_ID_LEN + 2
+    body_len = len(ids.encode_varint(table_number)) + ids.INTERNAL_ID_LEN + 2
     if body_len % 5:
         return internals, [first, *(ids.encode_id(table_number, i) for i in internals[1:])]
-    prefix = ids._varint(table_number)
+    prefix = ids.encode_varint(table_number)
     n = body_len - 2  # Fletcher-16 is over the body without its 2 check bytes
     version = ids.ID_VERSION
     parts: list[bytes] = []

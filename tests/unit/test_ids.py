@@ -171,8 +171,8 @@ def test_round_trip(table: int, internal: bytes) -> None:
 )
 def test_string_order_equals_byte_order(t1: int, i1: bytes, t2: int, i2: bytes) -> None:
     s1, s2 = encode_id(t1, i1), encode_id(t2, i2)
-    r1 = ids._varint(t1) + i1
-    r2 = ids._varint(t2) + i2
+    r1 = ids.encode_varint(t1) + i1
+    r2 = ids.encode_varint(t2) + i2
     raw1 = r1 + ids._fletcher16(r1).to_bytes(2, "little")
     raw2 = r2 + ids._fletcher16(r2).to_bytes(2, "little")
     assert (s1 < s2) == (raw1 < raw2)
